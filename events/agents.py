@@ -1,0 +1,232 @@
+"""The agents aggregate: who the agents are, how they are configured, and what they last said.
+
+Invariants:
+- an agent id is a valid aggregate id; the subject carries it, never the payload;
+- registration happens once; later changes are `updated` events that only touch the fields they name;
+- a heartbeat is always a fact: an agent that was never registered becomes known by its heartbeat
+  (class unknown) so nothing an agent reports is lost;
+- `status_changed` only records real changes: the same status twice is a no-op with a reason;
+- per-class timing defaults (DESIGN §6) are written into the registration event itself, so a later
+  change of the defaults never rewrites history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal, NamedTuple, assert_never
+
+import msgspec
+from msgspec.structs import force_setattr, replace
+
+from events.registry import Event
+
+Status = Literal["idle", "busy", "offline", "exhausted"]
+AgentClass = Literal["high_frequency", "dev", "business"]
+Text = Annotated[str, msgspec.Meta(max_length=2000)]
+Seconds = Annotated[int, msgspec.Meta(gt=0)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class ClassDefaults(NamedTuple):
+    heartbeat_interval_s: int
+    stall_warning_s: int
+    recovery_s: int
+    max_rounds: int
+    dependency_wait_s: int
+
+
+CLASS_DEFAULTS: dict[str, ClassDefaults] = {
+    "high_frequency": ClassDefaults(600, 1200, 1800, 50, 3600),
+    "dev": ClassDefaults(900, 1800, 2700, 100, 7200),
+    "business": ClassDefaults(900, 1800, 2700, 30, 7200),
+}
+ROUND_WARNING_RATIO = 0.8
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+class AgentEvent(Event, frozen=True, kw_only=True):
+    domain: ClassVar[str] = "agents"
+
+
+class AgentRegistered(AgentEvent, frozen=True, kw_only=True):
+    name: ClassVar[str] = "registered"
+    display_name: Text | None = None
+    agent_class: AgentClass = msgspec.field(default="dev", name="class")
+    claw_id: Text | None = None
+    concurrency_limit: Annotated[int, msgspec.Meta(ge=1)] = 1
+    heartbeat_interval_s: Seconds | None = None
+    stall_warning_s: Seconds | None = None
+    recovery_s: Seconds | None = None
+    max_rounds: Seconds | None = None
+    dependency_wait_s: Seconds | None = None
+
+    def __post_init__(self) -> None:
+        defaults = CLASS_DEFAULTS[self.agent_class]
+        for field, value in defaults._asdict().items():
+            if getattr(self, field) is None:
+                force_setattr(self, field, value)
+
+
+class AgentUpdated(AgentEvent, frozen=True, kw_only=True):
+    """Only the fields given change; None means "leave as it is"."""
+
+    name: ClassVar[str] = "updated"
+    display_name: Text | None = None
+    agent_class: AgentClass | None = msgspec.field(default=None, name="class")
+    claw_id: Text | None = None
+    concurrency_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    heartbeat_interval_s: Seconds | None = None
+    stall_warning_s: Seconds | None = None
+    recovery_s: Seconds | None = None
+    max_rounds: Seconds | None = None
+    dependency_wait_s: Seconds | None = None
+
+
+class AgentHeartbeat(AgentEvent, frozen=True, kw_only=True):
+    name: ClassVar[str] = "heartbeat"
+    status: Status
+    current_task: Text | None = None
+    round: Count | None = None
+    note: Text | None = None
+
+
+class AgentStatusChanged(AgentEvent, frozen=True, kw_only=True):
+    name: ClassVar[str] = "status_changed"
+    status: Status
+    previous: Status | None = None
+    reason: Text | None = None
+
+
+AgentEvents = AgentRegistered | AgentUpdated | AgentHeartbeat | AgentStatusChanged
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+class Register(msgspec.Struct, frozen=True, kw_only=True):
+    event: AgentRegistered
+
+
+class Update(msgspec.Struct, frozen=True, kw_only=True):
+    event: AgentUpdated
+
+
+class ReportHeartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    event: AgentHeartbeat
+
+
+class ChangeStatus(msgspec.Struct, frozen=True, kw_only=True):
+    status: Status
+    reason: str | None = None
+
+
+AgentCommand = Register | Update | ReportHeartbeat | ChangeStatus
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+class Agent(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    registered: bool = False
+    display_name: str | None = None
+    agent_class: str | None = None
+    claw_id: str | None = None
+    concurrency_limit: int = 1
+    heartbeat_interval_s: int | None = None
+    stall_warning_s: int | None = None
+    recovery_s: int | None = None
+    max_rounds: int | None = None
+    dependency_wait_s: int | None = None
+    registered_at: datetime | None = None
+    status: str | None = None
+    status_since: datetime | None = None
+    last_heartbeat_at: datetime | None = None
+    current_task: str | None = None
+    round: int | None = None
+    note: str | None = None
+    heartbeats: int = 0
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class AgentRuleError(Exception):
+    """Root of the agents rules; the message names the agent."""
+
+
+class AlreadyRegistered(AgentRuleError):
+    pass
+
+
+class NotRegistered(AgentRuleError):
+    pass
+
+
+# --- decider --------------------------------------------------------------------------------
+
+_CONFIG_FIELDS = (
+    "display_name", "agent_class", "claw_id", "concurrency_limit", "heartbeat_interval_s",
+    "stall_warning_s", "recovery_s", "max_rounds", "dependency_wait_s",
+)
+
+
+def initial_state(agent_id: str) -> Agent:
+    return Agent(id=agent_id)
+
+
+def decide(cmd: AgentCommand, state: Agent, now: datetime) -> list[AgentEvent]:
+    match cmd:
+        case Register(event=ev):
+            if state.registered:
+                raise AlreadyRegistered(f"agent {state.id} is already registered")
+            return [ev]
+        case Update(event=ev):
+            if not state.registered:
+                raise NotRegistered(f"agent {state.id} is not registered")
+            if all(getattr(ev, f) in (None, getattr(state, f)) for f in _CONFIG_FIELDS):
+                return []
+            return [ev]
+        case ReportHeartbeat(event=ev):
+            out: list[AgentEvent] = [ev]
+            if state.status is not None and state.status != ev.status:
+                out.append(AgentStatusChanged(status=ev.status, previous=state.status, reason="heartbeat"))
+            return out
+        case ChangeStatus(status=status, reason=reason):
+            if state.status == status:
+                return []
+            return [AgentStatusChanged(status=status, previous=state.status, reason=reason)]
+        case _:
+            assert_never(cmd)
+
+
+def evolve(state: Agent, event: AgentEvent, at: datetime) -> tuple[Agent, str | None]:
+    """Fold one event; returns the new state and, when the event changed nothing, why."""
+    match event:
+        case AgentRegistered():
+            if state.registered:
+                return state, f"agent {state.id} is already registered"
+            return replace(
+                state, registered=True, registered_at=at,
+                **{f: getattr(event, f) for f in _CONFIG_FIELDS},
+            ), None
+        case AgentUpdated():
+            if not state.registered:
+                return state, f"agent {state.id} is not registered"
+            changes = {f: v for f in _CONFIG_FIELDS if (v := getattr(event, f)) is not None}
+            return replace(state, **changes), None
+        case AgentHeartbeat():
+            since = state.status_since if state.status == event.status else at
+            return replace(
+                state, status=event.status, status_since=since, last_heartbeat_at=at,
+                current_task=event.current_task, round=event.round, note=event.note,
+                heartbeats=state.heartbeats + 1,
+            ), None
+        case AgentStatusChanged():
+            if state.status == event.status:
+                return state, f"agent {state.id} is already {event.status}"
+            return replace(state, status=event.status, status_since=at), None
+        case _:
+            return state, f"unhandled event {type(event).__name__}"

@@ -1,0 +1,3 @@
+"""Imports every domain module so that their events are registered before anything decodes."""
+
+from events import agents  # noqa: F401

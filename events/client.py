@@ -1,0 +1,263 @@
+"""The publishing SDK: the only module of `events` that does I/O.
+
+Every write waits for the JetStream ack before it reports success. Bulk writes are pipelined
+through a bounded in-flight window (JetStream's async publish) so that throughput is bounded by
+the server, not by round trips. Optimistic appends use the expected-last-subject-sequence with a
+wildcard `-Subject` so that "the aggregate has not moved since I read it" is checked by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from opentelemetry import propagate, trace
+
+from events import codec
+from events.errors import Conflict, EventError, Unavailable, ValidationError
+from events.registry import Event
+from events.subjects import aggregate_filter, build, parse
+
+MAX_BATCH = 1000
+H_MSG_ID = "Nats-Msg-Id"
+H_EXPECTED = "Nats-Expected-Last-Subject-Sequence"
+H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+H_BATCH_ID = "Nats-Batch-Id"
+H_BATCH_SEQ = "Nats-Batch-Sequence"
+H_BATCH_COMMIT = "Nats-Batch-Commit"
+H_CAUSATION = "Agl-Causation"
+H_ACTOR = "Agl-Actor"
+_WRONG_LAST = re.compile(r"wrong last sequence: (\d+)")
+_CONFLICT_CODES = {10071}
+
+
+class Refused(EventError):
+    """JetStream refused the write for a reason other than a conflict (size, limits, config)."""
+
+
+class Outgoing(msgspec.Struct, frozen=True):
+    """A validated, encoded message ready to publish."""
+
+    subject: str
+    payload: bytes
+    headers: dict[str, str] | None = None
+
+
+def prepare(
+    aggregate_id: str,
+    event: Event,
+    *,
+    msg_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Outgoing:
+    subject = build(event.domain, aggregate_id, event.name)
+    return Outgoing(subject, codec.encode(event), _headers(headers, msg_id))
+
+
+def prepare_json(
+    subject: str, data: Any, *, msg_id: str | None = None, headers: dict[str, str] | None = None,
+    where: str = "$.data",
+) -> Outgoing:
+    """Validate an edge payload strictly (unknown fields refused) and re-encode it canonically."""
+    event = codec.decode_strict(subject, data, where)
+    return Outgoing(subject, codec.encode(event), _headers(headers, msg_id))
+
+
+def _headers(headers: dict[str, str] | None, msg_id: str | None) -> dict[str, str] | None:
+    if msg_id is None:
+        return headers
+    if not msg_id or len(msg_id) > 256:
+        raise ValidationError("msg_id must be 1..256 characters", field="$.msg_id")
+    return {**(headers or {}), H_MSG_ID: msg_id}
+
+
+def trace_headers() -> dict[str, str]:
+    """W3C trace context of the current span, for the next hop to continue the trace."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def translate(exc: BaseException, subject: str = "") -> EventError:
+    """Map nats-py failures onto the three errors callers handle."""
+    if isinstance(exc, EventError):
+        return exc
+    if isinstance(exc, nats.js.errors.APIError):
+        desc = exc.description or str(exc)
+        if exc.err_code in _CONFLICT_CODES:
+            m = _WRONG_LAST.search(desc)
+            return Conflict(f"{subject or 'append'}: {desc}", int(m.group(1)) if m else None)
+        if exc.code == 503:
+            return Unavailable(f"JetStream unavailable for {subject}: {desc}")
+        return Refused(f"JetStream refused {subject}: {desc} (err_code {exc.err_code})")
+    if isinstance(exc, (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError)):
+        return Unavailable(f"no stream answers for subject {subject!r} (streams not created?)")
+    if isinstance(exc, (nats.errors.TimeoutError, asyncio.TimeoutError, TimeoutError)):
+        return Unavailable(f"timed out waiting for the JetStream ack of {subject}; the write may or may not be stored")
+    if isinstance(exc, nats.errors.Error):
+        return Unavailable(f"NATS error publishing {subject}: {exc}")
+    return Unavailable(f"publishing {subject} failed: {exc!r}")
+
+
+class PublishError(Unavailable):
+    """Some messages of a pipelined publish were not acked; `seqs[i]` is None for those."""
+
+    def __init__(self, message: str, seqs: list[int | None], errors: list[EventError | None]) -> None:
+        super().__init__(message)
+        self.seqs = seqs
+        self.errors = errors
+
+
+class EventClient:
+    """Async SDK over one NATS connection.
+
+    `window` bounds the un-acked pipelined publishes, so a producer that outruns the server waits
+    instead of growing memory without limit.
+    """
+
+    def __init__(self, nc: NATS, *, window: int = 1024, timeout: float = 5.0) -> None:
+        self.nc = nc
+        self.timeout = timeout
+        self.js = nc.jetstream(timeout=timeout, publish_async_max_pending=window)
+
+    @classmethod
+    async def connect(cls, servers: str | list[str] = "nats://127.0.0.1:4222", **kwargs: Any) -> EventClient:
+        window = kwargs.pop("window", 1024)
+        timeout = kwargs.pop("timeout", 5.0)
+        try:
+            nc = await nats.connect(servers, **kwargs)
+        except Exception as exc:
+            raise Unavailable(f"cannot connect to NATS at {servers}: {exc}") from exc
+        return cls(nc, window=window, timeout=timeout)
+
+    async def close(self) -> None:
+        await self.nc.drain()
+
+    async def __aenter__(self) -> EventClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- facts ---------------------------------------------------------------------------
+
+    async def publish(
+        self, aggregate_id: str, event: Event, *, msg_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> int:
+        """Publish one fact and return its stream sequence once JetStream has acked it."""
+        return await self.send(prepare(aggregate_id, event, msg_id=msg_id, headers=headers))
+
+    async def send(self, out: Outgoing) -> int:
+        headers = {**trace_headers(), **(out.headers or {})} or None
+        try:
+            ack = await self.js.publish(out.subject, out.payload, headers=headers)
+        except Exception as exc:
+            raise translate(exc, out.subject) from exc
+        return ack.seq
+
+    async def publish_many(self, items: Iterable[Outgoing]) -> list[int]:
+        """Pipelined publish: all in flight within the window, all acked before returning.
+
+        Raises PublishError listing which ones failed; with msg ids a retry is safe (deduplicated).
+        """
+        tracing = trace_headers()
+        futures: list[asyncio.Future[Any]] = []
+        subjects: list[str] = []
+        try:
+            for out in items:
+                headers = {**tracing, **out.headers} if out.headers else (tracing or None)
+                futures.append(await self.js.publish_async(out.subject, out.payload, headers=headers))
+                subjects.append(out.subject)
+        except Exception as exc:
+            for f in futures:
+                f.cancel()
+            raise translate(exc, out.subject) from exc
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        seqs: list[int | None] = []
+        errors: list[EventError | None] = []
+        for subject, r in zip(subjects, results, strict=True):
+            if isinstance(r, BaseException):
+                seqs.append(None)
+                errors.append(translate(r, subject))
+            else:
+                seqs.append(r.seq)
+                errors.append(None)
+        failed = [e for e in errors if e is not None]
+        if failed:
+            raise PublishError(
+                f"{len(failed)} of {len(seqs)} publishes failed; first: {failed[0]}", seqs, errors
+            )
+        return seqs  # type: ignore[return-value]
+
+    # -- optimistic appends --------------------------------------------------------------
+
+    async def append(
+        self,
+        aggregate_id: str,
+        events: Sequence[Event],
+        *,
+        expected_seq: int | None,
+        msg_ids: Sequence[str | None] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> list[int]:
+        """Append events of one aggregate, all or nothing.
+
+        `expected_seq` is the last sequence of this aggregate the caller has seen (0 for a new
+        one, None for no check). Several events go as one atomic batch. A lost race raises
+        Conflict with the aggregate's actual last sequence.
+        """
+        if not events:
+            return []
+        if len(events) > MAX_BATCH:
+            raise ValidationError(f"at most {MAX_BATCH} events per atomic append", field="$.events")
+        ids = list(msg_ids) if msg_ids is not None else [None] * len(events)
+        if len(ids) != len(events):
+            raise ValidationError("msg_ids must match events one to one", field="$.msg_ids")
+        base = {**trace_headers(), **(headers or {})}
+        if expected_seq is not None:
+            base[H_EXPECTED] = str(expected_seq)
+            base[H_EXPECTED_SUBJECT] = aggregate_filter(events[0].domain, aggregate_id)
+        outs = [prepare(aggregate_id, e, msg_id=i) for e, i in zip(events, ids, strict=True)]
+        if len({o.subject.split(".", 1)[0] for o in outs}) != 1:
+            raise ValidationError("an atomic append holds events of one domain", field="$.events")
+        if len(outs) == 1:
+            only = outs[0]
+            return [await self.send(Outgoing(only.subject, only.payload, {**base, **(only.headers or {})}))]
+        return await self._atomic(outs, base)
+
+    async def _atomic(self, outs: list[Outgoing], base: dict[str, str]) -> list[int]:
+        batch_id = uuid.uuid4().hex
+        last = len(outs)
+        subject = outs[0].subject
+        try:
+            for n, out in enumerate(outs, 1):
+                h = {**(base if n == 1 else {}), **(out.headers or {}), H_BATCH_ID: batch_id,
+                     H_BATCH_SEQ: str(n)}
+                if n < last:
+                    await self.nc.publish(out.subject, out.payload, headers=h)
+                else:
+                    h[H_BATCH_COMMIT] = "1"
+                    msg = await self.nc.request(out.subject, out.payload, timeout=self.timeout, headers=h)
+        except Exception as exc:
+            raise translate(exc, subject) from exc
+        reply = msgspec.json.decode(msg.data) if msg.data else {}
+        if err := reply.get("error"):
+            api = nats.js.errors.APIError(
+                code=err.get("code"), err_code=err.get("err_code"), description=err.get("description")
+            )
+            raise translate(api, subject)
+        if reply.get("count") != last or "seq" not in reply:
+            raise Unavailable(f"unexpected atomic batch ack for {subject}: {reply}")
+        end = int(reply["seq"])
+        return list(range(end - last + 1, end + 1))

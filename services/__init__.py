@@ -1,0 +1,1 @@
+"""Processes of agentledger: gateway, projector host, CLI, the `up` supervisor and settings."""

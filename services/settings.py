@@ -1,0 +1,120 @@
+"""Settings from `agentledger.toml`, then `AGENTLEDGER_*` environment variables, then flags.
+
+Validated once at start; an invalid value is an error that names the setting the way the user
+wrote it (the TOML key or the environment variable), never a crash deep inside a service.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+PositiveF = Annotated[float, msgspec.Meta(gt=0)]
+ENV_PREFIX = "AGENTLEDGER_"
+
+
+class SettingsError(Exception):
+    """A setting is missing, malformed or out of range; the message names it."""
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    home: str = ".agentledger"
+    nats_url: str | None = None
+    nats_host: str = "127.0.0.1"
+    nats_port: Port = 4222
+    nats_conf: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: Port = 8080
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    duplicate_window_s: PositiveF = 600.0
+    usage_max_age_days: PositiveF = 90.0
+    runs_max_age_days: PositiveF = 30.0
+    projector_name: str = "projector"
+    batch_size: Positive = 5000
+    batch_ms: Positive = 50
+    snapshot_interval_s: PositiveF = 5.0
+    query_row_limit: Positive = 10_000
+    query_timeout_s: PositiveF = 10.0
+    request_timeout_s: PositiveF = 5.0
+    max_body_bytes: Positive = 1024 * 1024
+    max_events_per_request: Positive = 1000
+    log_level: str = "INFO"
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser().resolve()
+
+    @property
+    def projections_dir(self) -> Path:
+        return self.home_path / "projections"
+
+    @property
+    def nats_store(self) -> Path:
+        return self.home_path / "nats"
+
+    @property
+    def url(self) -> str:
+        """The NATS URL services connect to: the external one, or the embedded server's."""
+        return self.nats_url or f"nats://{self.nats_host}:{self.nats_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    def stream_options(self) -> dict[str, Any]:
+        return {
+            "replicas": self.replicas,
+            "duplicate_window_s": self.duplicate_window_s,
+            "max_age_days": {"usage": self.usage_max_age_days, "runs": self.runs_max_age_days},
+        }
+
+
+_FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
+
+
+def load(
+    config: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Merge file < environment < explicit overrides (None overrides are ignored)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = Path(config or env.get(f"{ENV_PREFIX}CONFIG", "agentledger.toml"))
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: invalid TOML: {exc}") from exc
+        for key, value in data.get("agentledger", data).items():
+            values[key] = value
+            sources[key] = f"{path}: {key}"
+    elif config is not None:
+        raise SettingsError(f"config file {path} does not exist")
+    for name in _FIELDS:
+        var = f"{ENV_PREFIX}{name.upper()}"
+        if var in env:
+            values[name] = env[var]
+            sources[name] = var
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = value
+            sources[name] = f"--{name.replace('_', '-')}"
+    for key in values:
+        if key not in _FIELDS:
+            raise SettingsError(f"unknown setting {sources.get(key, key)!r}; known: {', '.join(_FIELDS)}")
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        name = text.rsplit("$.", 1)[-1].rstrip("`") if "$." in text else ""
+        where = sources.get(name, name or "settings")
+        raise SettingsError(f"invalid setting {where}: {text.split(' - at ')[0]}") from None
