@@ -1,0 +1,1 @@
+"""The aiohttp gateway: HTTP API over the event log and the projector's queries."""

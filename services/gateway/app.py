@@ -1,0 +1,92 @@
+"""The gateway app factory: the only way to build the aiohttp application.
+
+NATS is opened in a cleanup context and reached through typed app keys; handlers hold no
+globals. The connection reconnects forever, and `/health` says so while it is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import nats
+from aiohttp import web
+
+from events.client import EventClient
+from projections.protocol import QueryClient
+from services import telemetry
+from services.gateway import agents, events, health, queries
+from services.gateway.errors import error_middleware
+from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
+from services.gateway.tracing import tracing_middleware
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/health", health.get_health),
+        web.get("/metrics", health.get_metrics),
+        web.post("/api/events", events.post_events),
+        web.get("/api/agents", agents.list_agents),
+        web.get("/api/agents/{id}", agents.get_agent),
+        web.get("/api/rejects", queries.get_rejects),
+        web.post("/api/sql", queries.post_sql),
+    ]
+
+
+async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+
+    async def disconnected() -> None:
+        log.warning("gateway: NATS disconnected from %s", settings.url.split("@")[-1])
+
+    async def reconnected() -> None:
+        log.info("gateway: NATS reconnected")
+
+    async def error(exc: Exception) -> None:
+        log.warning("gateway: NATS error: %s", exc)
+
+    nc = await nats.connect(
+        settings.url, name="agentledger-gateway", max_reconnect_attempts=-1,
+        disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
+    )
+    app[NC] = nc
+    app[EVENTS] = EventClient(nc, timeout=settings.request_timeout_s)
+    app[QUERIES] = QueryClient(nc, settings.projector_name, settings.query_timeout_s + 1.0)
+    yield
+    await nc.drain()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[tracing_middleware, error_middleware], client_max_size=settings.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[TELEMETRY] = telemetry.setup()
+    app.cleanup_ctx.append(_nats_ctx)
+    app.add_routes(routes())
+    return app
+
+
+async def serve(settings: Settings, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Run the HTTP server until cancelled, then close connections cleanly."""
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise RuntimeError(
+                f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror}; "
+                "choose another with --http-port or AGENTLEDGER_HTTP_PORT"
+            ) from exc
+        log.info("gateway listening on %s", settings.http_url)
+        task_status.started()
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()

@@ -1,0 +1,74 @@
+"""`POST /api/events`: facts from HTTP clients, all validated before any is published.
+
+A 200 means every event is acked by JetStream. One invalid event refuses the whole request with
+422 and publishes nothing, so a client never has to find out which half of its batch landed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from events.client import Outgoing, PublishError, prepare_json
+from events.errors import ValidationError
+from services.gateway.body import field, json_body, json_response, no_unknown, require_object
+from services.gateway.errors import HttpError
+from services.gateway.keys import EVENTS, SETTINGS
+
+_ALLOWED = {"subject", "data", "msg_id"}
+MAX_ERRORS = 50
+
+
+def _one(item: Any, where: str) -> Outgoing:
+    obj = require_object(item, where)
+    no_unknown(obj, _ALLOWED, where)
+    subject = field(obj, "subject", str, where)
+    msg_id = field(obj, "msg_id", str, where, required=False)
+    if "data" not in obj:
+        raise ValidationError(f"missing required field 'data'", field=f"{where}.data")
+    try:
+        return prepare_json(subject, obj["data"], msg_id=msg_id, where=f"{where}.data")
+    except ValidationError as exc:
+        if exc.field == "$.subject":
+            raise ValidationError(str(exc), field=f"{where}.subject") from None
+        if exc.field == "$.msg_id":
+            raise ValidationError(str(exc), field=f"{where}.msg_id") from None
+        raise
+
+
+async def post_events(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = await json_body(request)
+    items, single = (body, False) if isinstance(body, list) else ([body], True)
+    if not items:
+        raise ValidationError("the array of events is empty", field="$")
+    if len(items) > settings.max_events_per_request:
+        raise HttpError(
+            413, "too_many_events",
+            f"{len(items)} events in one request; at most {settings.max_events_per_request}",
+        )
+    outgoing: list[Outgoing] = []
+    errors: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        where = "$" if single else f"$[{i}]"
+        try:
+            outgoing.append(_one(item, where))
+        except ValidationError as exc:
+            if len(errors) < MAX_ERRORS:
+                errors.append({"index": i, "field": exc.field, "message": str(exc)})
+    if errors:
+        first = errors[0]
+        raise HttpError(
+            422, "validation", f"event {first['index']}: {first['message']}; nothing was published",
+            first["field"], index=first["index"], errors=errors,
+        )
+    try:
+        seqs = await request.app[EVENTS].publish_many(outgoing)
+    except PublishError as exc:
+        stored = [s for s in exc.seqs if s is not None]
+        raise HttpError(
+            503, "unavailable", f"{exc}; {len(stored)} of {len(outgoing)} were stored "
+            "(retry with msg_id to avoid duplicates)", accepted=len(stored), seqs=exc.seqs,
+        ) from exc
+    return json_response({"accepted": len(seqs), "seqs": seqs})

@@ -1,0 +1,69 @@
+"""`/health` and `/metrics`: what an orchestrator and Prometheus ask.
+
+Health is ok only when NATS is connected and every projection applies events; otherwise 503
+with the reason, so a load balancer stops sending traffic to a gateway that would answer stale
+or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from projections.protocol import QueryError
+from services.gateway.body import json_response
+from services.gateway.keys import NC, QUERIES, TELEMETRY
+
+log = logging.getLogger(__name__)
+HEALTH_TIMEOUT_S = 2.0
+
+
+async def projections_health(request: web.Request) -> tuple[dict[str, Any] | None, str | None]:
+    if not request.app[NC].is_connected:
+        return None, "NATS is not connected"
+    try:
+        projections = await request.app[QUERIES].health(timeout=HEALTH_TIMEOUT_S)
+    except QueryError as exc:
+        return None, f"projector: {exc.message}"
+    sick = {n: p.get("error") or "unhealthy" for n, p in projections.items() if not p.get("healthy")}
+    if sick:
+        return projections, "; ".join(f"projection {n}: {e}" for n, e in sorted(sick.items()))
+    return projections, None
+
+
+async def get_health(request: web.Request) -> web.Response:
+    projections, reason = await projections_health(request)
+    body: dict[str, Any] = {
+        "status": "ok" if reason is None else "unavailable",
+        "nats": "connected" if request.app[NC].is_connected else "disconnected",
+        "projections": projections or {},
+        "time": time.time(),
+    }
+    if reason is not None:
+        body["reason"] = reason
+        return json_response(body, status=503)
+    return json_response(body)
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """Pull the values held by the projector, then render the Prometheus exposition."""
+    telemetry = request.app[TELEMETRY]
+    observed = telemetry.observed
+    projections, _ = await projections_health(request)
+    if projections is not None:
+        observed.lag = {n: float(p.get("lag") or 0) for n, p in projections.items()}
+        observed.healthy = {n: 1.0 if p.get("healthy") else 0.0 for n, p in projections.items()}
+        observed.rejects = float(sum(int(p.get("rejects") or 0) for p in projections.values()))
+        if "agents" in projections:
+            try:
+                rows = await request.app[QUERIES].query("agents", "heartbeat_timestamps")
+                observed.heartbeats = {str(r[0]): float(r[1]) for r in rows.rows if r[1] is not None}
+            except QueryError as exc:
+                log.warning("metrics: heartbeat timestamps unavailable: %s", exc.message)
+    return web.Response(
+        body=telemetry.prometheus_text(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )

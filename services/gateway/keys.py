@@ -1,0 +1,17 @@
+"""Typed application keys: every resource a handler needs, opened in the app's cleanup context."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from nats.aio.client import Client as NATS
+
+from events.client import EventClient
+from projections.protocol import QueryClient
+from services.settings import Settings
+from services.telemetry import Telemetry
+
+SETTINGS = web.AppKey("settings", Settings)
+NC = web.AppKey("nats", NATS)
+EVENTS = web.AppKey("events", EventClient)
+QUERIES = web.AppKey("queries", QueryClient)
+TELEMETRY = web.AppKey("telemetry", Telemetry)

@@ -1,0 +1,109 @@
+"""OpenTelemetry for the whole process: one tracer provider, one meter provider, one registry.
+
+Providers are process-global in OpenTelemetry, so they are set up once here and every service
+(gateway, projector, CLI-started `up`) shares them. Metrics are exported as Prometheus text from
+a private registry; values that live elsewhere (projection lag, heartbeat times held by the
+projector) are pulled into `Observed` just before a scrape and read by observable instruments.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry, generate_latest
+
+_lock = threading.Lock()
+_state: Telemetry | None = None
+
+SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Observed:
+    """Latest values pulled from other services, read by the observable instruments."""
+
+    heartbeats: dict[str, float] = field(default_factory=dict)
+    lag: dict[str, float] = field(default_factory=dict)
+    healthy: dict[str, float] = field(default_factory=dict)
+    rejects: float = 0.0
+
+
+@dataclass
+class Telemetry:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    registry: CollectorRegistry
+    observed: Observed
+
+    def prometheus_text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def setup(service_name: str = "agentledger") -> Telemetry:
+    """Idempotent: the first call wins, later calls return the same providers."""
+    global _state
+    with _lock:
+        if _state is not None:
+            return _state
+        resource = Resource.create({"service.name": service_name})
+        tracer_provider = TracerProvider(resource=resource)
+        trace.set_tracer_provider(tracer_provider)
+        registry = CollectorRegistry(auto_describe=True)
+        reader = PrometheusMetricReader(
+            disable_target_info=True, scope_info_enabled=False, registry=registry
+        )
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        metrics.set_meter_provider(meter_provider)
+        _state = Telemetry(tracer_provider, meter_provider, registry, Observed())
+        _register_observed(meter_provider, _state.observed)
+        return _state
+
+
+def _register_observed(provider: MeterProvider, observed: Observed) -> None:
+    meter = provider.get_meter("agentledger")
+
+    def heartbeats(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(ts, {"agent": a}) for a, ts in observed.heartbeats.items()]
+
+    def lag(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"projection": p}) for p, v in observed.lag.items()]
+
+    def healthy(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"projection": p}) for p, v in observed.healthy.items()]
+
+    def rejects(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(observed.rejects)]
+
+    meter.create_observable_gauge(
+        "agentledger_agent_heartbeat_timestamp_seconds", [heartbeats],
+        description="Unix time of each agent's last heartbeat (JetStream time)",
+    )
+    meter.create_observable_gauge(
+        "agentledger_projection_lag_events", [lag],
+        description="Events stored but not yet applied, per projection",
+    )
+    meter.create_observable_gauge(
+        "agentledger_projection_healthy", [healthy],
+        description="1 when the projection applies events, 0 when it stopped on an error",
+    )
+    meter.create_observable_counter(
+        "agentledger_rejects", [rejects],
+        description="Stored payloads that no reader could decode (listed in _rejects)",
+    )
+
+
+def meter() -> metrics.Meter:
+    return setup().meter_provider.get_meter("agentledger")
+
+
+def tracer(name: str) -> trace.Tracer:
+    setup()
+    return trace.get_tracer(name)
