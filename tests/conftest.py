@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,20 @@ async def client(nats_url: str) -> AsyncIterator[EventClient]:
     await ensure_streams(c.js)
     yield c
     await c.close()
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """Finished spans of this test, captured by the OTel SDK's in-memory exporter."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from services import telemetry
+
+    telemetry.setup()
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    trace.get_tracer_provider().add_span_processor(processor)  # type: ignore[attr-defined]
+    yield exporter
+    processor.shutdown()
