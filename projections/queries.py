@@ -94,7 +94,13 @@ def run_select(
 
 
 def _rows(table: pa.Table) -> list[list[Any]]:
-    columns = [c.to_pylist() for c in table.columns]
+    """Row lists; binary values as text (payloads are JSON), not msgspec's base64."""
+    columns = []
+    for column in table.columns:
+        values = column.to_pylist()
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            values = [v.decode("utf-8", "replace") if v is not None else None for v in values]
+        columns.append(values)
     return [list(r) for r in zip(*columns, strict=True)]
 
 
