@@ -124,7 +124,9 @@ def expected(exc: BaseException) -> int | None:
     """The exit code of an error a person can act on, or None for a bug (traceback wanted)."""
     from events.errors import EventError, ValidationError
     from projections.protocol import QueryError
+    from projections.catalog import UnknownProjection
     from services.natsd import NatsServerError
+    from services.up import ServiceStopped
 
     found = [e for e in leaves(exc) if not isinstance(e, asyncio.CancelledError)]
     if not found:
@@ -132,28 +134,15 @@ def expected(exc: BaseException) -> int | None:
     first = found[0]
     if isinstance(first, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(first, (SettingsError, ValidationError, commands.UsageError)):
+    if isinstance(first, (SettingsError, ValidationError, commands.UsageError, UnknownProjection)):
         return EXIT_USAGE
     if isinstance(first, (EventError, QueryError, NatsServerError, OSError)):
         return EXIT_FAILED
     if isinstance(first, RuntimeError) and isinstance(first.__cause__, OSError):
         return EXIT_FAILED  # e.g. the gateway cannot listen on its port
-    if type(first).__name__ in ("ProjectorError", "ServiceStopped") or _is_projection_error(first):
+    if isinstance(first, ServiceStopped):
         return EXIT_FAILED
     return None
-
-
-def _is_projection_error(exc: BaseException) -> bool:
-    """The projector's root error, when that module defines one (it is optional)."""
-    try:
-        from services import projector
-    except ImportError:
-        return False
-    roots = tuple(
-        t for n in ("ProjectorError", "ProjectionError")
-        if isinstance(t := getattr(projector, n, None), type) and issubclass(t, BaseException)
-    )
-    return bool(roots) and isinstance(exc, roots)
 
 
 def reason(exc: BaseException) -> str:

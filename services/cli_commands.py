@@ -7,7 +7,6 @@ the expected ones into one line and an exit code.
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -76,7 +75,10 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         target: Callable[..., Awaitable[Any]] = gateway.serve
         what = f"gateway listening on {settings.http_url}"
     else:
+        from projections import catalog
         from services import projector
+
+        catalog.select(args.only)
 
         async def target(s: Settings, *, task_status: Any) -> None:
             await projector.serve(s, args.only or None, task_status=task_status)
@@ -193,35 +195,50 @@ def parse_until(text: str) -> int | datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
+async def _reachable(settings: Settings) -> None:
+    """Fail fast with one line when NATS is down (the projector's own connect retries forever)."""
+    nc = await connect_once(settings.url)
+    await nc.close()
 
 
 async def rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from projections import catalog
     from services import projector
 
+    catalog.get(args.projection)
+    await _reachable(settings)
     with show.progress_bar(f"rebuild {args.projection}") as bar:
-        result = await _maybe_await(projector.rebuild(settings, args.projection, progress=bar))
+        result = await projector.rebuild(settings, args.projection, progress=bar)
     show.line(_summary(f"rebuilt {args.projection}", result, bar.done))
     return 0
 
 
 async def replay(args: argparse.Namespace, settings: Settings) -> int:
+    from projections import catalog
+
+    catalog.get(args.projection)
     until = parse_until(args.until)
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
     from services import projector
 
+    await _reachable(settings)
     with show.progress_bar(f"replay {args.projection} until {args.until}") as bar:
-        result = await _maybe_await(projector.replay(settings, args.projection, until, out, progress=bar))
+        try:
+            result = await projector.replay(settings, args.projection, until, out, progress=bar)
+        except ValueError as exc:  # the projector refuses to replay over one of its own files
+            raise UsageError(str(exc)) from exc
     show.line(_summary(f"replayed {args.projection} into {out}", result, bar.done))
     return 0
 
 
 def _summary(head: str, result: Any, done: int) -> str:
-    if isinstance(result, dict) and result:
-        return f"{head}: " + ", ".join(f"{k}={v}" for k, v in result.items())
-    if isinstance(result, int) and not isinstance(result, bool):
-        return f"{head}: {result} events"
-    return f"{head}: {done} events"
+    """`rebuilt agents: 1200 events, checkpoints AGENTS=1200, previous kept as ...`."""
+    parts = [f"{done} events"]
+    checkpoints = result.get("checkpoints", result) if isinstance(result, dict) else {}
+    if isinstance(checkpoints, dict) and checkpoints:
+        parts.append("checkpoints " + " ".join(f"{k}={v}" for k, v in checkpoints.items()))
+    if isinstance(result, dict) and result.get("previous"):
+        parts.append(f"previous kept as {result['previous']}")
+    return f"{head}: " + ", ".join(parts)

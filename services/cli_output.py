@@ -7,6 +7,7 @@ and `agentledger publish ... > seq.txt` stay clean.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,8 @@ from rich.text import Text
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    out.width = 1000  # piped: tables at their natural width, never folded at 80 columns
 
 
 def line(text: str) -> None:

@@ -12,6 +12,7 @@ A service that fails or returns on its own stops everything; the error propagate
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,5 +156,7 @@ async def _watch_server(server: EmbeddedNats) -> None:
         proc = server.proc
         if proc is None or proc.poll() is not None:
             code = None if proc is None else proc.returncode
+            if code is not None and code < 0:
+                raise NatsServerError(f"nats-server (pid {proc.pid}) was killed by {signal.Signals(-code).name}")
             raise NatsServerError(f"nats-server exited with code {code}: {server._log_tail()}")
         await anyio.sleep(NATS_WATCH_S)

@@ -1,0 +1,211 @@
+"""The `up` supervisor: in-process with stand-in services, in-process for real, and as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import anyio.abc
+import pytest
+
+from events.agents import AgentHeartbeat
+from events.client import EventClient
+from services import up
+from services.natsd import free_port, port_free
+from services.settings import Settings, load
+from tests.services.clirun import clean_env, eventually, script
+
+
+def settings_for(home: Path, **overrides: Any) -> Settings:
+    return load(env={}, home=str(home), http_port=free_port(), **overrides)
+
+
+class Recorder:
+    """Stand-in services (plain coroutines, no NATS or DuckDB faked) that log start and stop."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def service(self, name: str, *, fail: bool = False, returns: bool = False):  # type: ignore[no-untyped-def]
+        async def serve(settings: Settings, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+            self.log.append(f"start {name}")
+            task_status.started()
+            try:
+                if fail:
+                    raise RuntimeError(f"{name} broke")
+                if returns:
+                    return
+                await anyio.sleep_forever()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(0.01)  # a real service awaits its cleanup too
+                    self.log.append(f"stop {name}")
+
+        return serve
+
+
+async def test_services_stop_in_reverse_start_order_when_cancelled(nats_url: str, tmp_path: Path) -> None:
+    rec = Recorder()
+    services = {"projector": rec.service("projector"), "gateway": rec.service("gateway")}
+    async with anyio.create_task_group() as tg:
+        running = await tg.start(lambda task_status: up.run(
+            settings_for(tmp_path, nats_url=nats_url), services=services, task_status=task_status))
+        assert not running.embedded and "@" not in running.nats_url
+        assert set(running.streams) >= {"AGENTS", "TASKS"}
+        tg.cancel_scope.cancel()
+    assert rec.log == ["start projector", "start gateway", "stop gateway", "stop projector"]
+
+
+async def test_a_failing_service_stops_the_others_and_propagates(nats_url: str, tmp_path: Path) -> None:
+    rec = Recorder()
+    services = {"projector": rec.service("projector"), "gateway": rec.service("gateway", fail=True)}
+    with pytest.raises(BaseExceptionGroup) as err:
+        await up.run(settings_for(tmp_path, nats_url=nats_url), services=services)
+    assert err.group_contains(RuntimeError, match="gateway broke")
+    assert rec.log[-1] == "stop projector"
+
+
+async def test_a_service_that_returns_on_its_own_is_an_error(nats_url: str, tmp_path: Path) -> None:
+    rec = Recorder()
+    services = {"projector": rec.service("projector", returns=True)}
+    with pytest.raises(BaseExceptionGroup) as err:
+        with anyio.fail_after(30):
+            await up.run(settings_for(tmp_path, nats_url=nats_url), services=services)
+    assert err.group_contains(up.ServiceStopped)
+
+
+async def test_unreachable_external_nats_fails_before_starting_anything(tmp_path: Path) -> None:
+    from events.errors import Unavailable
+
+    rec = Recorder()
+    with pytest.raises(Unavailable, match="cannot connect to NATS"):
+        await up.run(settings_for(tmp_path, nats_url=f"nats://127.0.0.1:{free_port()}"),
+                     services={"projector": rec.service("projector")})
+    assert rec.log == []
+
+
+async def test_up_in_process_serves_health_and_stops_the_embedded_server(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "home", nats_port=0, snapshot_interval_s=0.2)
+    async with anyio.create_task_group() as tg:
+        running: up.Running = await tg.start(lambda task_status: up.run(settings, task_status=task_status))
+        assert running.embedded
+        port = int(running.nats_url.rsplit(":", 1)[1])
+        async with aiohttp.ClientSession() as http:
+
+            async def healthy() -> bool:
+                async with http.get(f"{running.http_url}/health") as r:
+                    return r.status == 200
+
+            await eventually(healthy, what="GET /health answers 200")
+        async with await EventClient.connect(running.nats_url) as client:
+            assert await client.publish("architect", AgentHeartbeat(status="busy")) == 1
+        tg.cancel_scope.cancel()
+    assert port_free("127.0.0.1", port)
+    assert (tmp_path / "home" / "projections" / "agents.duckdb").exists()
+
+
+SNAPSHOT_READER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print(con.execute("SELECT id, status, current_task FROM agents ORDER BY id").fetchall())
+"""
+
+
+def nats_servers_using(store: Path) -> list[int]:
+    """Pids of live processes whose command line names this store directory."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(str(store).encode() == arg for arg in cmdline):
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc to find the nats-server process")
+async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    nats_port, http_port = free_port(), free_port()
+    env = clean_env(AGENTLEDGER_SNAPSHOT_INTERVAL_S="0.5")
+    proc = await asyncio.create_subprocess_exec(
+        script(), "up", "--home", str(home), "--nats-port", str(nats_port), "--http-port", str(http_port),
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def healthy() -> bool:
+                if proc.returncode is not None:
+                    raise AssertionError(f"up exited with {proc.returncode}: {(await proc.stderr.read()).decode()}")  # type: ignore[union-attr]
+                try:
+                    async with http.get(f"http://127.0.0.1:{http_port}/health") as r:
+                        return r.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(healthy, timeout=90, what="GET /health answers 200")
+        assert nats_servers_using(home / "nats"), "the embedded nats-server is running"
+
+        async with await EventClient.connect(f"nats://127.0.0.1:{nats_port}") as client:
+            await client.publish("architect", AgentHeartbeat(status="busy", current_task="TC-FLOW-001", round=3))
+
+        snapshot = home / "projections" / "agents.snapshot.duckdb"
+
+        async def snapshot_has_the_heartbeat() -> bool:
+            if not snapshot.exists():
+                return False
+            reader = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", SNAPSHOT_READER, str(snapshot),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            out, _ = await reader.communicate()
+            return reader.returncode == 0 and "('architect', 'busy', 'TC-FLOW-001')" in out.decode()
+
+        await eventually(snapshot_has_the_heartbeat, timeout=60, what="a separate process reads the snapshot")
+
+        proc.send_signal(signal.SIGINT)
+        with anyio.fail_after(60):
+            out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        text = out.decode()
+        assert f"http://127.0.0.1:{http_port}" in text and f"nats://127.0.0.1:{nats_port}" in text
+        assert str(home / "projections") in text
+        assert nats_servers_using(home / "nats") == []
+        assert port_free("127.0.0.1", nats_port) and port_free("127.0.0.1", http_port)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for pid in nats_servers_using(home / "nats"):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def test_up_refuses_a_taken_nats_port_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            script(), "up", "--home", str(tmp_path / "home"), "--nats-port", str(port),
+            "--http-port", str(free_port()), env=clean_env(), cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        with anyio.fail_after(60):
+            _, err = await proc.communicate()
+    assert proc.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert lines[-1].startswith("agentledger: ") and f"port {port}" in lines[-1], err.decode()
+    assert "Traceback" not in err.decode()
+
