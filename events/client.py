@@ -24,7 +24,7 @@ from opentelemetry import propagate, trace
 from events import codec
 from events.errors import Conflict, EventError, Unavailable, ValidationError
 from events.registry import Event
-from events.subjects import aggregate_filter, build, parse
+from events.subjects import aggregate_filter, build
 
 MAX_BATCH = 1000
 H_MSG_ID = "Nats-Msg-Id"

@@ -26,7 +26,7 @@ def _one(item: Any, where: str) -> Outgoing:
     subject = field(obj, "subject", str, where)
     msg_id = field(obj, "msg_id", str, where, required=False)
     if "data" not in obj:
-        raise ValidationError(f"missing required field 'data'", field=f"{where}.data")
+        raise ValidationError("missing required field 'data'", field=f"{where}.data")
     try:
         return prepare_json(subject, obj["data"], msg_id=msg_id, where=f"{where}.data")
     except ValidationError as exc:
