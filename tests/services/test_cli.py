@@ -86,6 +86,20 @@ async def test_an_invalid_setting_is_named_and_nothing_runs(cli) -> None:  # typ
     assert "AGENTLEDGER_HTTP_PORT" in one_line_error(r)
 
 
+async def test_an_unknown_log_level_is_named(cli) -> None:  # type: ignore[no-untyped-def]
+    r = await cli("streams", AGENTLEDGER_LOG_LEVEL="LOUD")
+    assert r.code == 2
+    assert "log_level" in one_line_error(r)
+
+
+async def test_wrong_credentials_are_one_line(cli, nats_server) -> None:  # type: ignore[no-untyped-def]
+    url = f"nats://nobody:wrong@127.0.0.1:{nats_server.server.port}"
+    r = await cli("--nats-url", url, "streams")
+    assert r.code == 1
+    line = one_line_error(r)
+    assert "cannot connect to NATS at nats://127.0.0.1" in line and "wrong" not in line
+
+
 async def test_an_invalid_setting_in_the_config_file_is_named(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "agentledger.toml").write_text("http_port = 70000\n")
     r = await cli("streams")

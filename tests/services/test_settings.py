@@ -1,0 +1,107 @@
+"""Settings: agentledger.toml < AGENTLEDGER_* environment < flags, errors naming the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.settings import Settings, SettingsError, load
+
+
+@pytest.fixture(autouse=True)
+def _no_agentledger_toml_of_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agentledger.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file_and_no_environment(tmp_path: Path) -> None:
+    s = load(env={})
+    assert s == Settings()
+    assert s.url == "nats://127.0.0.1:4222" and s.http_url == "http://127.0.0.1:8080"
+    assert s.home_path == tmp_path / ".agentledger"
+    assert s.projections_dir == tmp_path / ".agentledger" / "projections"
+    assert s.nats_store == tmp_path / ".agentledger" / "nats"
+
+
+def test_environment_wins_over_the_file_and_flags_win_over_both(tmp_path: Path) -> None:
+    conf = write(tmp_path, "http_port = 1\nnats_port = 2\nbatch_size = 3\n")
+    s = load(conf, env={"AGENTLEDGER_HTTP_PORT": "10", "AGENTLEDGER_NATS_PORT": "20"}, http_port=100)
+    assert (s.http_port, s.nats_port, s.batch_size) == (100, 20, 3)
+
+
+def test_a_none_flag_leaves_the_lower_layers_alone(tmp_path: Path) -> None:
+    assert load(env={"AGENTLEDGER_HOME": "/srv/al"}, home=None).home == "/srv/al"
+
+
+def test_the_file_may_hold_an_agentledger_table(tmp_path: Path) -> None:
+    conf = write(tmp_path, "[agentledger]\nprojector_name = \"p2\"\nsnapshot_interval_s = 0.5\n")
+    s = load(conf, env={})
+    assert s.projector_name == "p2" and s.snapshot_interval_s == 0.5
+
+
+def test_the_config_file_can_be_chosen_by_the_environment(tmp_path: Path) -> None:
+    conf = tmp_path / "elsewhere.toml"
+    conf.write_text("replicas = 3\n")
+    assert load(env={"AGENTLEDGER_CONFIG": str(conf)}).replicas == 3
+
+
+def test_environment_strings_are_converted_to_the_setting_type() -> None:
+    s = load(env={"AGENTLEDGER_SNAPSHOT_INTERVAL_S": "0.25", "AGENTLEDGER_REPLICAS": "3"})
+    assert s.snapshot_interval_s == 0.25 and s.replicas == 3
+
+
+def test_an_external_nats_url_replaces_the_embedded_one() -> None:
+    s = load(env={"AGENTLEDGER_NATS_URL": "nats://u:p@nats.internal:4222"})
+    assert s.url == "nats://u:p@nats.internal:4222"
+
+
+def test_a_bad_environment_value_is_named_by_its_variable() -> None:
+    with pytest.raises(SettingsError, match="AGENTLEDGER_HTTP_PORT") as err:
+        load(env={"AGENTLEDGER_HTTP_PORT": "eighty"})
+    assert "int" in str(err.value)
+
+
+def test_an_out_of_range_file_value_is_named_by_file_and_key(tmp_path: Path) -> None:
+    conf = write(tmp_path, "nats_port = 70000\n")
+    with pytest.raises(SettingsError, match=r"agentledger.toml: nats_port.*<= 65535"):
+        load(conf, env={})
+
+
+def test_an_out_of_range_flag_is_named_as_the_flag() -> None:
+    with pytest.raises(SettingsError, match="--replicas"):
+        load(env={}, replicas=9)
+
+
+def test_an_unknown_key_in_the_file_is_refused_naming_it(tmp_path: Path) -> None:
+    conf = write(tmp_path, "http_prot = 80\n")
+    with pytest.raises(SettingsError, match="unknown setting .*http_prot"):
+        load(conf, env={})
+
+
+def test_a_config_file_named_explicitly_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load(tmp_path / "missing.toml", env={})
+
+
+def test_invalid_toml_is_a_settings_error(tmp_path: Path) -> None:
+    conf = write(tmp_path, "http_port = = 1\n")
+    with pytest.raises(SettingsError, match="invalid TOML"):
+        load(conf, env={})
+
+
+def test_stream_options_carry_the_retention_settings() -> None:
+    s = load(env={"AGENTLEDGER_USAGE_MAX_AGE_DAYS": "7"})
+    assert s.stream_options() == {
+        "replicas": 1, "duplicate_window_s": 600.0, "max_age_days": {"usage": 7.0, "runs": 30.0},
+    }
+
+
+def test_a_positive_setting_refuses_zero() -> None:
+    with pytest.raises(SettingsError, match="AGENTLEDGER_BATCH_SIZE"):
+        load(env={"AGENTLEDGER_BATCH_SIZE": "0"})
