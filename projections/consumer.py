@@ -67,7 +67,8 @@ class Buffer:
         self._wake = anyio.Event()
         self._space = anyio.Event()
 
-    async def put(self, item: Raw) -> None:
+    def append(self, item: Raw) -> bool:
+        """Add one message; True when the buffer is full and the caller must `wait_space`."""
         items = self.items
         items.append(item)
         n = len(items)
@@ -76,11 +77,13 @@ class Buffer:
             self._wake.set()
         elif n == self.batch_size:
             self._wake.set()
-        if n >= self.capacity:
-            while len(self.items) >= self.capacity:
-                if self._space.is_set():
-                    self._space = anyio.Event()
-                await self._space.wait()
+        return n >= self.capacity
+
+    async def wait_space(self) -> None:
+        while len(self.items) >= self.capacity:
+            if self._space.is_set():
+                self._space = anyio.Event()
+            await self._space.wait()
 
     def wake(self) -> None:
         self._wake.set()
@@ -124,13 +127,6 @@ class Buffer:
     def close(self) -> None:
         self.closed = True
         self._wake.set()
-
-
-def _consumer_seq(reply: str) -> tuple[int, int, int, int]:
-    """(stream seq, consumer seq, time ns, pending) from a `$JS.ACK` subject (v1 or v2 form)."""
-    t = reply.split(".")
-    o = 2 if len(t) == 9 else 4
-    return int(t[o + 3]), int(t[o + 4]), int(t[o + 5]), int(t[o + 6])
 
 
 class OrderedFeed:
@@ -208,9 +204,11 @@ class OrderedFeed:
         gen = self._gen
         inbox = self.nc.new_inbox()
 
+        on_msg = self._on_msg
+
         async def cb(msg: Msg) -> None:
             if gen == self._gen:
-                await self._on_msg(msg)
+                await on_msg(msg)
 
         sub = await self.nc.subscribe(inbox, cb=cb, pending_msgs_limit=0, pending_bytes_limit=0)
         cfg = ConsumerConfig(
@@ -247,12 +245,15 @@ class OrderedFeed:
                   self.name, self.stream, info.name, self.last_seq + 1, self.pending)
 
     async def _on_msg(self, msg: Msg) -> None:
+        """The hot path: check order and bound, append, and wait only when the buffer is full."""
         self._active = True
         hdrs = msg.headers
         if hdrs and not msg.data and hdrs.get("Status") == "100":
             await self._control(msg, hdrs)
             return
-        sseq, dseq, ns, pending = _consumer_seq(msg.reply)
+        t = msg.reply.split(".")
+        o = 2 if len(t) == 9 else 4  # `$JS.ACK` v1 or v2 (domain, account hash) form
+        sseq, dseq, ns, pending = int(t[o + 3]), int(t[o + 4]), int(t[o + 5]), int(t[o + 6])
         if dseq != self._dseq + 1:
             log.warning("projection %s stream %s: consumer sequence gap (%d after %d); resuming at %d",
                         self.name, self.stream, dseq, self._dseq, self.last_seq + 1)
@@ -271,7 +272,8 @@ class OrderedFeed:
         self.last_seq = sseq
         self.pending = pending
         self.delivered += 1
-        await self.buffer.put((self.stream, msg.subject, msg.data, sseq, ns, hdrs))
+        if self.buffer.append((self.stream, msg.subject, msg.data, sseq, ns, hdrs)):
+            await self.buffer.wait_space()
 
     async def _control(self, msg: Msg, hdrs: dict[str, str]) -> None:
         if msg.reply:  # flow-control request: everything before it is in the buffer now

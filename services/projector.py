@@ -187,19 +187,25 @@ def _read_checkpoints(path: Path, name: str) -> dict[str, int]:
 
 
 async def connect(settings: Settings, name: str) -> NATS:
+    """A connection that keeps reconnecting: a projector outlives nats-server restarts."""
+    ours: list[NATS] = []
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
 
     async def on_disconnect() -> None:
-        log.warning("nats: disconnected from %s", settings.url)
+        if ours and not (ours[0].is_closed or ours[0].is_draining):
+            log.warning("nats: disconnected from %s", settings.url)
 
     async def on_reconnect() -> None:
         log.info("nats: reconnected to %s", settings.url)
 
-    return await nats.connect(
+    nc = await nats.connect(
         settings.url, name=name, max_reconnect_attempts=-1, error_cb=on_error,
         disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
     )
+    ours.append(nc)
+    return nc
 
 
 async def serve(
