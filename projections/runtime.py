@@ -173,12 +173,11 @@ class Runtime:
             for stream, filters in self.module.SOURCES
         ]
         self.committed = 0
+        log.info("projection %s resuming at %s", self.name, {f.stream: f.last_seq + 1 for f in self.feeds})
         async with anyio.create_task_group() as tg:
             for feed in self.feeds:
                 await tg.start(feed.run)
             self.running = True
-            log.info("projection %s consuming from %s", self.name,
-                     {f.stream: f.last_seq + 1 for f in self.feeds})
             task_status.started()
             try:
                 await self._loop()
