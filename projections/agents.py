@@ -135,7 +135,8 @@ def load(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, Agent]:
 
 def apply(con: duckdb.DuckDBPyConnection, batch: list[tuple[Meta, AgentEvent]]) -> None:
     """Fold the batch over the touched agents and upsert them, their minutes and no-ops."""
-    ids = [m.subject.split(".", 2)[1] for m, _ in batch]
+    # `agents.<id>.<event>`: the runtime only hands over events whose subject parsed as such
+    ids = [m.subject[7 : m.subject.rindex(".")] for m, _ in batch]
     states = load(con, list(set(ids)))
     last_seq: dict[str, int] = {}
     # (agent, year, month, day, hour, minute) -> [heartbeats, last status]; a tuple of fields is

@@ -197,34 +197,33 @@ class Runtime:
                     self._report_progress()
                     return
                 continue
-            prepared = await anyio.to_thread.run_sync(Prepared, raw)
-            await self._commit(prepared)
+            await self._commit(raw)
             self._report_progress()
 
-    async def _commit(self, batch: Prepared) -> None:
-        """Commit the batch; on failure stay on it, unhealthy, retrying with backoff."""
+    async def _commit(self, raw: list[Raw]) -> None:
+        """Decode and commit the batch; on failure stay on it, unhealthy, retrying with backoff."""
+        first, last = raw[0][3], raw[-1][3]
         attempt = 0
         while True:
             try:
-                await anyio.to_thread.run_sync(self._commit_sync, batch)
+                batch = await anyio.to_thread.run_sync(self._commit_sync, raw)
             except Exception as exc:
                 attempt += 1
                 self.healthy = False
-                self.error = f"{type(exc).__name__}: {exc} (seq {batch.first_seq}..{batch.last_seq})"
+                self.error = f"{type(exc).__name__}: {exc} (seq {first}..{last})"
                 if self.bounds is not None:
                     raise ProjectionFailed(f"projection {self.name}: {self.error}") from exc
                 delay = min(BACKOFF_S[1], BACKOFF_S[0] * 2 ** min(attempt - 1, 16))
                 if attempt == 1:
-                    log.exception("projection %s stopped at seq %d..%d; retrying every <=%.0fs",
-                                  self.name, batch.first_seq, batch.last_seq, BACKOFF_S[1])
+                    log.exception("projection %s stopped at seq %d..%d; retrying with backoff up to %.0fs",
+                                  self.name, first, last, BACKOFF_S[1])
                 else:
                     log.warning("projection %s still failing at seq %d..%d (attempt %d): %s",
-                                self.name, batch.first_seq, batch.last_seq, attempt, exc)
+                                self.name, first, last, attempt, exc)
                 await anyio.sleep(delay)
                 continue
             if not self.healthy:
-                log.info("projection %s recovered at seq %d after %d attempts",
-                         self.name, batch.last_seq, attempt + 1)
+                log.info("projection %s recovered at seq %d after %d attempts", self.name, last, attempt + 1)
             self.healthy, self.error = True, None
             self.checkpoints.update(batch.checkpoints)
             self.committed += batch.count
@@ -232,15 +231,16 @@ class Runtime:
             self.last_batch_at = datetime.now(UTC)
             return
 
-    def _commit_sync(self, batch: Prepared) -> None:
+    def _commit_sync(self, raw: list[Raw]) -> Prepared:
+        """In a worker thread: decode, then apply + rejects + checkpoints in one transaction."""
+        batch = Prepared(raw)
         attributes = {
             "projection": self.name, "batch.events": batch.count, "batch.rejects": len(batch.rejects),
             "batch.first_seq": batch.first_seq, "batch.last_seq": batch.last_seq,
         }
-        with self.tracer.start_as_current_span(
-            "projector.batch", links=batch.links, attributes=attributes
-        ):
+        with self.tracer.start_as_current_span("projector.batch", links=batch.links, attributes=attributes):
             self.store.commit(batch.events, batch.rejects, batch.checkpoints)
+        return batch
 
     def _report_progress(self) -> None:
         if self.progress is None or self.bounds is None:

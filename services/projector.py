@@ -32,13 +32,27 @@ from projections import catalog
 from projections.protocol import QueryClient, QueryError
 from projections.queries import Responder
 from projections.rebuild import build, swap_files
-from projections.runtime import Runtime
+from projections.runtime import ProjectionFailed, Runtime
 from projections.store import Store, file_path, remove_file
 from services.settings import Settings, SettingsError, load
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+# Rebuild and replay read a backlog nobody waits on batch by batch: bigger batches spread the
+# per-batch cost (load, upsert, commit) over more events.
+BUILD_BATCH_FACTOR = 4
+
+
+class ProjectorError(Exception):
+    """Root of what serve/rebuild/replay raise to their callers; the message says what to do."""
+
+
+def _module(name: str) -> ModuleType:
+    try:
+        return catalog.get(name)
+    except catalog.UnknownProjection as exc:
+        raise ProjectorError(str(exc)) from None
 
 
 @dataclass
@@ -63,7 +77,8 @@ class ProjectorHost:
         self.nc = nc
         self.tracer = tracer
         self.directory = settings.projections_dir
-        self.slots = {m.NAME: _Slot(m) for m in catalog.select(names)}
+        modules = [_module(n) for n in names] if names else catalog.select(None)
+        self.slots = {m.NAME: _Slot(m) for m in modules}
         self._tg: TaskGroup | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -161,8 +176,8 @@ class ProjectorHost:
                 "previous": str(previous) if previous else None}
 
     async def _snapshots(self) -> None:
+        """Refresh each snapshot that is behind, from the start on, so readers find one early."""
         while True:
-            await anyio.sleep(self.settings.snapshot_interval_s)
             for name, slot in self.slots.items():
                 if slot.runtime is None or slot.runtime.checkpoints == slot.snapshot_of:
                     continue
@@ -172,6 +187,7 @@ class ProjectorHost:
                     continue  # being swapped; the next round writes it
                 except Exception:
                     log.exception("projection %s: snapshot failed", name)
+            await anyio.sleep(self.settings.snapshot_interval_s)
 
 
 def _read_checkpoints(path: Path, name: str) -> dict[str, int]:
@@ -213,7 +229,7 @@ async def serve(
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Connect, make sure the streams exist, host the projections until cancelled."""
-    host_names = catalog.select(only)  # unknown names fail before connecting
+    host_names = [_module(n) for n in only] if only else catalog.select(None)  # fail before connecting
     nc = await connect(settings, f"agentledger-{settings.projector_name}")
     try:
         await ensure_streams(nc.jetstream(), **settings.stream_options())
@@ -229,15 +245,18 @@ async def rebuild(settings: Settings, name: str, progress: Progress | None = Non
     A running projector hosting `name` is asked to swap (it keeps serving and resumes from the new
     file's checkpoint); otherwise the files are renamed here.
     """
-    module = catalog.get(name)
+    module = _module(name)
     built = file_path(settings.projections_dir, name, "next")
     nc = await connect(settings, "agentledger-rebuild")
     try:
         try:
             checkpoints = await build(
                 nc, module, built, progress=progress,
-                batch_size=settings.batch_size, batch_ms=settings.batch_ms,
+                batch_size=settings.batch_size * BUILD_BATCH_FACTOR, batch_ms=settings.batch_ms,
             )
+        except ProjectionFailed as exc:
+            remove_file(built)
+            raise ProjectorError(f"rebuild of {name} stopped, the live file is untouched: {exc}") from exc
         except BaseException:
             remove_file(built)
             raise
@@ -265,17 +284,19 @@ async def replay(
     progress: Progress | None = None,
 ) -> dict[str, int]:
     """Build `name` as it was at `until` (stream seq or aware datetime) into the file `out`."""
-    module = catalog.get(name)
+    module = _module(name)
     out = Path(out)
     for kind in ("", "snapshot", "next", "prev"):
         if out.resolve() == file_path(settings.projections_dir, name, kind).resolve():
-            raise ValueError(f"{out} is a file of the projector; replay into a separate file")
+            raise ProjectorError(f"{out} is a file of the projector; replay into a separate file")
     nc = await connect(settings, "agentledger-replay")
     try:
         return await build(
             nc, module, out, until=until, progress=progress,
-            batch_size=settings.batch_size, batch_ms=settings.batch_ms,
+            batch_size=settings.batch_size * BUILD_BATCH_FACTOR, batch_ms=settings.batch_ms,
         )
+    except ProjectionFailed as exc:
+        raise ProjectorError(f"replay of {name} stopped: {exc}") from exc
     finally:
         with anyio.CancelScope(shield=True):
             await nc.close()
@@ -303,8 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load(args.config)
-        catalog.select(args.only)
-    except (SettingsError, KeyError) as exc:
+        for name in args.only or []:
+            _module(name)
+    except (SettingsError, ProjectorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(

@@ -14,7 +14,7 @@ from events.agents import AgentHeartbeat, AgentRegistered, AgentStatusChanged, A
 from events.client import EventClient, Outgoing, prepare
 from projections.protocol import QueryClient
 from projections.store import file_path
-from services.projector import ProjectorHost, rebuild, replay
+from services.projector import ProjectorError, ProjectorHost, rebuild, replay
 from services.settings import Settings
 from tests.projections.conftest import running
 from tests.projections.polling import eventually
@@ -118,7 +118,7 @@ async def test_replay_until_a_seq_or_a_time_gives_the_earlier_state(
 
 
 async def test_replay_refuses_to_write_over_the_projectors_files(settings: Settings, client: EventClient) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ProjectorError):
         await replay(settings, "agents", 1, file_path(settings.projections_dir, "agents"))
 
 

@@ -54,18 +54,20 @@ async def test_an_invalid_payload_is_rejected_with_its_field_and_processing_goes
     await client.js.publish("agents.architect.heartbeat", b'{"status": 5}')
     await client.js.publish("agents.architect.nonsense", b'{}')
     await client.js.publish("agents.architect.heartbeat", b'not json')
+    await client.js.publish("agents.architect.x.heartbeat", b'{"status":"idle"}')
     await client.js.publish("agents.architect.heartbeat", b'{"status":"idle"}')
-    await eventually(lambda: checkpoint(host) >= 4)
+    await eventually(lambda: checkpoint(host) >= 5)
     health = host.health()["agents"]
-    assert health["healthy"] and health["error"] is None and health["rejects"] == 3
+    assert health["healthy"] and health["error"] is None and health["rejects"] == 4
     rejects = (await queries.rejects("agents")).records()
     by_seq = {r["seq"]: r for r in rejects}
-    assert set(by_seq) == {1, 2, 3}
+    assert set(by_seq) == {1, 2, 3, 4}
     assert "$.status" in by_seq[1]["error"] and by_seq[1]["payload"] == '{"status": 5}'
     assert "unknown event agents.nonsense" in by_seq[2]["error"]
     assert "malformed" in by_seq[3]["error"].lower()
+    assert "invalid subject" in by_seq[4]["error"] and by_seq[4]["subject"] == "agents.architect.x.heartbeat"
     (row,) = (await queries.query("agents", "list")).records()
-    assert row["status"] == "idle" and row["heartbeats"] == 1 and row["last_seq"] == 4
+    assert row["status"] == "idle" and row["heartbeats"] == 1 and row["last_seq"] == 5
 
 
 async def test_lag_is_zero_and_caught_up_once_everything_is_committed(

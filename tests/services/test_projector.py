@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from events.agents import AgentHeartbeat
 from events.client import EventClient, prepare
 from projections.store import file_path
-from services.projector import ProjectorHost, serve
+from services.projector import ProjectorError, ProjectorHost, serve
 from services.settings import Settings
 from tests.projections.conftest import running
 from tests.projections.polling import eventually
@@ -97,5 +97,5 @@ async def test_serve_creates_the_streams_and_stops_cleanly_on_cancel(settings: S
 
 
 async def test_an_unknown_projection_is_refused_before_anything_starts(settings: Settings) -> None:
-    with pytest.raises(KeyError, match="unknown projection 'nope'"):
+    with pytest.raises(ProjectorError, match="unknown projection 'nope'"):
         await serve(settings, ["nope"])
