@@ -190,10 +190,10 @@ def decide(cmd: AgentCommand, state: Agent, now: datetime) -> list[AgentEvent]:
                 return []
             return [ev]
         case ReportHeartbeat(event=ev):
-            out: list[AgentEvent] = [ev]
-            if state.status is not None and state.status != ev.status:
-                out.append(AgentStatusChanged(status=ev.status, previous=state.status, reason="heartbeat"))
-            return out
+            if state.status is None or state.status == ev.status:
+                return [ev]
+            # the change first: folded after the heartbeat it would find the status already moved
+            return [AgentStatusChanged(status=ev.status, previous=state.status, reason="heartbeat"), ev]
         case ChangeStatus(status=status, reason=reason):
             if state.status == status:
                 return []
