@@ -1,4 +1,4 @@
-"""An ordered push consumer whose flow control waits for the projector, and the batch buffer.
+"""An ordered push consumer whose flow control waits for the projector.
 
 Why not `js.subscribe(ordered_consumer=True, cb=...)`: with a callback, nats-py 2.16 answers the
 server's flow-control requests as soon as a message is *received* (it compares against
@@ -18,21 +18,20 @@ from the last accepted stream sequence + 1.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import anyio
 import nats.errors
+from anyio.abc import TaskStatus
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from anyio.abc import TaskStatus
+
+from projections.buffer import Buffer
 
 log = logging.getLogger(__name__)
 
-# stream, subject, data, stream seq, JetStream time in ns, headers
-Raw = tuple[str, str, bytes, int, int, "dict[str, str] | None"]
 
 HEARTBEAT_S = 5.0
 
@@ -48,85 +47,6 @@ class Bound:
     target: int
     until_seq: int | None = None
     until_ns: int | None = None
-
-
-class Buffer:
-    """Raw messages between the consumers' callbacks and the batch loop.
-
-    The callback only appends; it waits while `capacity` messages are waiting, which holds back
-    the flow-control answer and so the server.
-    """
-
-    def __init__(self, batch_size: int, batch_ms: int, capacity: int | None = None) -> None:
-        self.items: list[Raw] = []
-        self.batch_size = batch_size
-        self.batch_s = batch_ms / 1000
-        self.capacity = capacity or batch_size * 4
-        self.first_at = 0.0
-        self.closed = False
-        self._wake = anyio.Event()
-        self._space = anyio.Event()
-
-    def append(self, item: Raw) -> bool:
-        """Add one message; True when the buffer is full and the caller must `wait_space`."""
-        items = self.items
-        items.append(item)
-        n = len(items)
-        if n == 1:
-            self.first_at = time.monotonic()
-            self._wake.set()
-        elif n == self.batch_size:
-            self._wake.set()
-        return n >= self.capacity
-
-    async def wait_space(self) -> None:
-        while len(self.items) >= self.capacity:
-            if self._space.is_set():
-                self._space = anyio.Event()
-            await self._space.wait()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def discard(self, stream: str, after_seq: int) -> None:
-        """Drop what a stale consumer of `stream` delivered beyond `after_seq`."""
-        self.items = [r for r in self.items if r[0] != stream or r[3] <= after_seq]
-
-    async def take(self) -> list[Raw]:
-        """The next batch: `batch_size` messages, or fewer once the oldest waited `batch_ms`."""
-        while True:
-            n = len(self.items)
-            if n >= self.batch_size or (n and self.closed):
-                break
-            if n:
-                left = self.first_at + self.batch_s - time.monotonic()
-                if left <= 0:
-                    break
-            elif self.closed:
-                return []
-            else:
-                # Nothing yet: wait for a message or a wake-up, and let the caller look around.
-                if self._wake.is_set():
-                    self._wake = anyio.Event()
-                else:
-                    await self._wake.wait()
-                if not self.items:
-                    return []
-                continue
-            if self._wake.is_set():
-                self._wake = anyio.Event()
-            with anyio.move_on_after(left):
-                await self._wake.wait()
-        batch = self.items[: self.batch_size]
-        del self.items[: self.batch_size]
-        if self.items:
-            self.first_at = time.monotonic()
-        self._space.set()
-        return batch
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake.set()
 
 
 class OrderedFeed:
@@ -190,7 +110,7 @@ class OrderedFeed:
                     try:
                         await self._reset()
                         self._want_reset = False
-                    except Exception as exc:  # the server may be away; the next round tries again
+                    except Exception as exc:  # noqa: BLE001  (server away? the next round retries)
                         log.warning("projection %s stream %s: recreating the consumer failed: %s",
                                     self.name, self.stream, exc)
                 self._active = False
@@ -313,7 +233,7 @@ class OrderedFeed:
         if consumer is not None and not self.nc.is_closed:
             try:
                 await self.js.delete_consumer(self.stream, consumer)
-            except Exception as exc:  # ephemeral: the server drops it after inactive_threshold
+            except Exception as exc:  # noqa: BLE001  (ephemeral: dropped after inactive_threshold)
                 log.debug("projection %s: deleting consumer %s: %s", self.name, consumer, exc)
 
 

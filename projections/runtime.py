@@ -26,7 +26,8 @@ from opentelemetry.trace import Link, Tracer
 from events.codec import decode, event_type
 from events.errors import ValidationError
 from events.meta import Meta
-from projections.consumer import Bound, Buffer, OrderedFeed, Raw
+from projections.buffer import Buffer, Raw
+from projections.consumer import Bound, OrderedFeed
 from projections.store import Batch, Reject, Store
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def _reject_reason(subject: str, data: bytes) -> str:
 class Prepared:
     """A decoded batch, ready to commit, kept as is for retries."""
 
-    __slots__ = ("events", "rejects", "checkpoints", "links", "count", "first_seq", "last_seq")
+    __slots__ = ("checkpoints", "count", "events", "first_seq", "last_seq", "links", "rejects")
 
     def __init__(self, raw: list[Raw]) -> None:
         events: Batch = []

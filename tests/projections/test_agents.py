@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 
 from events.agents import (
-    AgentEvent, AgentHeartbeat, AgentRegistered, AgentStatusChanged, AgentUpdated,
+    AgentEvent,
+    AgentHeartbeat,
+    AgentRegistered,
+    AgentStatusChanged,
+    AgentUpdated,
 )
 from events.meta import Meta
 from projections import agents

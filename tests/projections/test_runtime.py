@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import duckdb
 import pyarrow as pa
-import pytest
 from opentelemetry import trace
 
 from events.agents import AgentHeartbeat
