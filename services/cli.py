@@ -126,6 +126,7 @@ def expected(exc: BaseException) -> int | None:
     from projections.protocol import QueryError
     from projections.catalog import UnknownProjection
     from services.natsd import NatsServerError
+    from services.projector_host import ProjectorError
     from services.up import ServiceStopped
 
     found = [e for e in leaves(exc) if not isinstance(e, asyncio.CancelledError)]
@@ -140,7 +141,7 @@ def expected(exc: BaseException) -> int | None:
         return EXIT_FAILED
     if isinstance(first, RuntimeError) and isinstance(first.__cause__, OSError):
         return EXIT_FAILED  # e.g. the gateway cannot listen on its port
-    if isinstance(first, ServiceStopped):
+    if isinstance(first, (ServiceStopped, ProjectorError)):
         return EXIT_FAILED
     return None
 

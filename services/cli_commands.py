@@ -225,10 +225,7 @@ async def replay(args: argparse.Namespace, settings: Settings) -> int:
 
     await _reachable(settings)
     with show.progress_bar(f"replay {args.projection} until {args.until}") as bar:
-        try:
-            result = await projector.replay(settings, args.projection, until, out, progress=bar)
-        except ValueError as exc:  # the projector refuses to replay over one of its own files
-            raise UsageError(str(exc)) from exc
+        result = await projector.replay(settings, args.projection, until, out, progress=bar)
     show.line(_summary(f"replayed {args.projection} into {out}", result, bar.done))
     return 0
 
