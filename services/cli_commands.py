@@ -231,8 +231,8 @@ async def replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _summary(head: str, result: Any, done: int) -> str:
-    """`rebuilt agents: 1200 events, checkpoints AGENTS=1200, previous kept as ...`."""
-    parts = [f"{done} events"]
+    """`rebuilt agents: read 1200 events, checkpoints AGENTS=1200, previous kept as ...`."""
+    parts = [f"read {done} events"]
     checkpoints = result.get("checkpoints", result) if isinstance(result, dict) else {}
     if isinstance(checkpoints, dict) and checkpoints:
         parts.append("checkpoints " + " ".join(f"{k}={v}" for k, v in checkpoints.items()))

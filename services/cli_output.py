@@ -43,8 +43,9 @@ def note(text: str) -> None:
 
 
 def fail(text: str) -> None:
-    """The one-line reason a command failed, on stderr."""
-    err.print(f"agentledger: {text}", markup=False, highlight=False, style="red")
+    """The one-line reason a command failed, on stderr (a multi-line message is joined)."""
+    one = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    err.print(f"agentledger: {one}", markup=False, highlight=False, style="red", soft_wrap=True)
 
 
 def cell(value: Any) -> Text:
