@@ -71,12 +71,12 @@ async def run(
 ) -> None:
     """Run everything until cancelled; `task_status.started(Running)` once all services are up."""
     services = default_services() if services is None else services
-    server: EmbeddedNats | None = None
-    if settings.nats_url is None:
-        server = embedded_server(settings)
-        await anyio.to_thread.run_sync(server.start)
-        settings = msgspec.structs.replace(settings, nats_port=server.port)
+    server = embedded_server(settings) if settings.nats_url is None else None
     try:
+        if server is not None:
+            # inside the try: a cancellation while the thread starts it must still stop it
+            await anyio.to_thread.run_sync(server.start)
+            settings = msgspec.structs.replace(settings, nats_port=server.port)
         nc = await connect_once(settings.url)
         try:
             streams = await ensure_streams_at(nc, settings)
@@ -85,7 +85,7 @@ async def run(
         settings.projections_dir.mkdir(parents=True, exist_ok=True)
         await _supervise(settings, services, server, task_status, streams)
     finally:
-        if server is not None:
+        if server is not None and server.proc is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(server.stop)
                 log.info("nats-server stopped")

@@ -209,3 +209,23 @@ async def test_up_refuses_a_taken_nats_port_with_one_line(tmp_path: Path) -> Non
     assert lines[-1].startswith("agentledger: ") and f"port {port}" in lines[-1], err.decode()
     assert "Traceback" not in err.decode()
 
+
+
+async def test_up_with_a_taken_http_port_fails_in_one_line_and_stops_nats(tmp_path: Path) -> None:
+    import socket
+
+    home = tmp_path / "home"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            script(), "up", "--home", str(home), "--nats-port", "0", "--http-port", str(port),
+            env=clean_env(), cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        with anyio.fail_after(60):
+            _, err = await proc.communicate()
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert text.strip().splitlines()[-1].startswith("agentledger: cannot listen on") and "Traceback" not in text
+    assert nats_servers_using(home / "nats") == []
