@@ -30,7 +30,7 @@ with the reason `evolve` gave, so the no-op is visible rather than silently swal
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -124,12 +124,26 @@ _NOOPS_SCHEMA = pa.schema([
 _COLS = ", ".join(f'"{c}"' for c in _AGENTS_SCHEMA.names)
 
 
+_TS_COLUMNS = {name for name, t in zip(_AGENTS_SCHEMA.names, _AGENTS_SCHEMA.types, strict=True) if t == _TS}
+# Timestamps are read as epoch microseconds: turning TIMESTAMPTZ into Python datetimes through
+# Arrow builds a zoneinfo per value and costs more than the rest of the load together.
+_LOAD_SQL = "SELECT {} FROM agents WHERE id IN (SELECT unnest($ids))".format(", ".join(
+    f'epoch_us("{c}")' if c in _TS_COLUMNS else f'"{c}"' for c in _COLUMNS
+))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def load(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, Agent]:
     """Current state of the given agents, as stored; unknown ids are absent."""
-    rel = con.sql(f"SELECT {_COLS} FROM agents WHERE id IN (SELECT unnest($ids))", params={"ids": ids})
+    fields = list(_COLUMNS.values())
+    stamps = [i for i, c in enumerate(_COLUMNS) if c in _TS_COLUMNS]
     out: dict[str, Agent] = {}
-    for row in rel.to_arrow_table().to_pylist():
-        out[row["id"]] = Agent(**{field: row[col] for col, field in _COLUMNS.items()})
+    for row in con.execute(_LOAD_SQL, {"ids": ids}).fetchall():
+        values = list(row)
+        for i in stamps:
+            if values[i] is not None:
+                values[i] = _EPOCH + timedelta(microseconds=values[i])
+        out[values[0]] = Agent(**dict(zip(fields, values, strict=True)))
     return out
 
 
