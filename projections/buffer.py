@@ -43,6 +43,10 @@ class Buffer:
                 self._space = anyio.Event()
             await self._space.wait()
 
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.capacity
+
     def wake(self) -> None:
         self._wake.set()
 

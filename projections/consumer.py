@@ -88,6 +88,11 @@ class OrderedFeed:
         self._want_reset = False
         self._signal = anyio.Event()
 
+    @property
+    def consumer(self) -> str | None:
+        """Name of the current server-side consumer (it changes on every reset)."""
+        return self._consumer
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Create the consumer, then keep it ordered and alive until done or cancelled."""
         try:
@@ -102,7 +107,8 @@ class OrderedFeed:
                 self._signal = anyio.Event()
                 if self.done:
                     break
-                if timed_out and not self._active and not self._want_reset:
+                # A full buffer holds our callback back, heartbeats included: that silence is ours.
+                if timed_out and not self._active and not self._want_reset and not self.buffer.full:
                     log.warning("projection %s stream %s: silent for %.0fs; recreating the consumer",
                                 self.name, self.stream, self.heartbeat_s * 2)
                     self._want_reset = True

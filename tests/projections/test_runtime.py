@@ -117,6 +117,33 @@ async def test_an_apply_bug_stops_the_projection_unhealthy_and_skips_nothing(
     store.close()
 
 
+async def test_a_stopped_projection_holds_the_server_back_instead_of_buffering_the_stream(
+    client: EventClient, tmp_path: Path
+) -> None:
+    module = Flaky()
+    store = Store(tmp_path / "flaky.duckdb", module).open()  # type: ignore[arg-type]
+    runtime = Runtime(module, store, client.nc, batch_size=250, batch_ms=10)  # type: ignore[arg-type]
+    total = 60_000
+    async with anyio.create_task_group() as tg:
+        await tg.start(runtime.run)
+        for base in range(0, total, 20_000):
+            await client.publish_many(prepare("a", AgentHeartbeat(status="idle")) for _ in range(20_000))
+        await eventually(lambda: runtime.buffer.full)
+        (feed,) = runtime.feeds
+
+        async def server_holds_back() -> int | None:
+            info = await client.js.consumer_info("AGENTS", feed.consumer)
+            return info.num_pending if info.num_pending > total // 2 else None
+
+        await eventually(server_holds_back, what="flow control stalls the server")
+        assert len(runtime.buffer.items) <= runtime.buffer.capacity
+        module.broken = False
+        await eventually(lambda: runtime.health()["checkpoints"].get("AGENTS") == total, timeout=60)
+        tg.cancel_scope.cancel()
+    assert store.connection().execute("SELECT count(*), max(seq) FROM seen").fetchone() == (total, total)
+    store.close()
+
+
 async def test_the_batch_span_links_to_the_publishing_request(
     client: EventClient, host: ProjectorHost, spans: Any
 ) -> None:
