@@ -31,6 +31,7 @@ _USER_ERRORS = (
     duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
     duckdb.InvalidInputException, duckdb.ConversionException, duckdb.OutOfRangeException,
     duckdb.NotImplementedException, duckdb.SyntaxException, duckdb.ConstraintException,
+    duckdb.PermissionException,
 )
 
 

@@ -61,8 +61,9 @@ def remove_file(path: Path) -> None:
 
 
 class Store:
-    def __init__(self, path: Path | str, module: ModuleType) -> None:
+    def __init__(self, path: Path | str, module: ModuleType, *, confine: bool = False) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
+        self.confine = confine and self.path is not None
         self.module = module
         self.name: str = module.NAME
         self.con: duckdb.DuckDBPyConnection | None = None
@@ -79,6 +80,12 @@ class Store:
             con.execute(stmt)
         self.catalog = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
         self.rejects = con.execute("SELECT count(*) FROM _rejects").fetchone()[0]  # type: ignore[index]
+        if self.confine:
+            # Readers' SQL runs on cursors of this database: files outside the projections folder
+            # stay out of reach (read_csv('/etc/...')), snapshots inside it keep working.
+            assert self.path is not None
+            con.execute("SET allowed_directories = $dirs", {"dirs": [f"{self.path.parent.resolve()}/"]})
+            con.execute("SET enable_external_access = false")
         self.con = con
         log.info("projection %s opened %s", self.name, self.path or ":memory:")
         return self

@@ -87,7 +87,7 @@ class ProjectorHost:
 
     async def _host(self, slot: _Slot, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         name = slot.module.NAME
-        store = Store(file_path(self.directory, name), slot.module)
+        store = Store(file_path(self.directory, name), slot.module, confine=True)
         await anyio.to_thread.run_sync(store.open)
         slot.store, slot.stopped = store, anyio.Event()
         slot.runtime = Runtime(

@@ -53,6 +53,12 @@ def test_the_select_check_uses_duckdbs_parser() -> None:
     assert duckdb.extract_statements("select 1; select 2")[1].type == duckdb.StatementType.SELECT
 
 
+async def test_select_cannot_read_files_outside_the_projections(fleet: None, queries: QueryClient) -> None:
+    with pytest.raises(QueryError) as err:
+        await queries.sql("agents", "SELECT * FROM read_text('/etc/hostname')")
+    assert err.value.code == "bad_request" and "disabled by configuration" in err.value.message
+
+
 async def test_an_sql_error_is_a_bad_request(fleet: None, queries: QueryClient) -> None:
     with pytest.raises(QueryError) as err:
         await queries.sql("agents", "SELECT nope FROM agents")
