@@ -63,11 +63,11 @@ def _reject_reason(subject: str, data: bytes) -> str:
 
 
 class Prepared:
-    """A decoded batch, ready to commit, kept as is for retries."""
+    """A decoded batch: events for `apply`, rejects, the checkpoint per stream, trace links."""
 
     __slots__ = ("checkpoints", "count", "events", "first_seq", "last_seq", "links", "rejects")
 
-    def __init__(self, raw: list[Raw]) -> None:
+    def __init__(self, raw: list[Raw], name: str = "") -> None:
         events: Batch = []
         rejects: list[Reject] = []
         checkpoints: dict[str, int] = {}
@@ -86,14 +86,15 @@ class Prepared:
             except (ValidationError, msgspec.ValidationError, msgspec.DecodeError) as exc:
                 error = str(exc) if isinstance(exc, ValidationError) else _reject_reason(subject, data)
                 rejects.append((stream, seq, subject, error, data, at))
-                log.warning("projection reject stream=%s seq=%d subject=%s: %s", stream, seq, subject, error)
+                log.warning("projection %s rejects stream=%s seq=%d subject=%s: %s",
+                            name, stream, seq, subject, error)
             else:
                 events.append((Meta(seq=seq, subject=subject, at=at, stream=stream, headers=headers), event))
             checkpoints[stream] = seq
             if headers and "traceparent" in headers and len(links) < MAX_LINKS:
                 ctx = trace.get_current_span(propagate.extract(headers)).get_span_context()
                 if ctx.is_valid:
-                    links.setdefault((ctx.trace_id, ctx.span_id), Link(ctx, {"messaging.message.id": seq}))
+                    links.setdefault((ctx.trace_id, ctx.span_id), Link(ctx, {"agentledger.seq": seq}))
         self.events = events
         self.rejects = rejects
         self.checkpoints = checkpoints
@@ -234,7 +235,7 @@ class Runtime:
 
     def _commit_sync(self, raw: list[Raw]) -> Prepared:
         """In a worker thread: decode, then apply + rejects + checkpoints in one transaction."""
-        batch = Prepared(raw)
+        batch = Prepared(raw, self.name)
         attributes = {
             "projection": self.name, "batch.events": batch.count, "batch.rejects": len(batch.rejects),
             "batch.first_seq": batch.first_seq, "batch.last_seq": batch.last_seq,
