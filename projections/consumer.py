@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 import nats.errors
@@ -130,13 +131,9 @@ class OrderedFeed:
         gen = self._gen
         inbox = self.nc.new_inbox()
 
-        on_msg = self._on_msg
-
-        async def cb(msg: Msg) -> None:
-            if gen == self._gen:
-                await on_msg(msg)
-
-        sub = await self.nc.subscribe(inbox, cb=cb, pending_msgs_limit=0, pending_bytes_limit=0)
+        sub = await self.nc.subscribe(
+            inbox, cb=partial(self._on_msg, gen), pending_msgs_limit=0, pending_bytes_limit=0
+        )
         cfg = ConsumerConfig(
             deliver_subject=inbox,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -170,8 +167,10 @@ class OrderedFeed:
         log.debug("projection %s stream %s: consumer %s from seq %d, %d pending",
                   self.name, self.stream, info.name, self.last_seq + 1, self.pending)
 
-    async def _on_msg(self, msg: Msg) -> None:
+    async def _on_msg(self, gen: int, msg: Msg) -> None:
         """The hot path: check order and bound, append, and wait only when the buffer is full."""
+        if gen != self._gen:
+            return  # sent to a consumer we replaced or finished
         self._active = True
         hdrs = msg.headers
         if hdrs and not msg.data and hdrs.get("Status") == "100":
