@@ -99,3 +99,11 @@ async def test_serve_creates_the_streams_and_stops_cleanly_on_cancel(settings: S
 async def test_an_unknown_projection_is_refused_before_anything_starts(settings: Settings) -> None:
     with pytest.raises(ProjectorError, match="unknown projection 'nope'"):
         await serve(settings, ["nope"])
+
+
+async def test_the_module_entry_point_refuses_an_unknown_projection(tmp_path: Path) -> None:
+    result = await anyio.run_process(
+        [sys.executable, "-m", "services.projector", "--only", "nope"], cwd=tmp_path, check=False,
+    )
+    assert result.returncode == 2
+    assert b"unknown projection 'nope'; known: agents" in result.stderr
