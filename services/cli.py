@@ -27,17 +27,35 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
-                        help="settings file (default agentledger.toml, or $AGENTLEDGER_CONFIG)")
-    common.add_argument("--home", default=argparse.SUPPRESS, metavar="DIR",
-                        help="data folder: NATS store, DuckDB files (default ./.agentledger)")
-    common.add_argument("--nats-url", default=argparse.SUPPRESS, metavar="URL",
-                        help="use this NATS server instead of the embedded one")
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="log at the configured log_level (one-shot commands log warnings only)")
+    common.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="settings file (default agentledger.toml, or $AGENTLEDGER_CONFIG)",
+    )
+    common.add_argument(
+        "--home",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="data folder: NATS store, DuckDB files (default ./.agentledger)",
+    )
+    common.add_argument(
+        "--nats-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="use this NATS server instead of the embedded one",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log at the configured log_level (one-shot commands log warnings only)",
+    )
 
     p = argparse.ArgumentParser(
-        prog="agentledger", parents=[common],
+        prog="agentledger",
+        parents=[common],
         description="Event-sourced ops backbone for LLM-agent fleets (NATS JetStream + DuckDB).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -48,15 +66,26 @@ def parser() -> argparse.ArgumentParser:
         return c
 
     c = command("up", commands.up, "run nats-server, the projector and the gateway in one process")
-    c.add_argument("--nats-port", type=int, default=None, help="embedded nats-server port (0: any free)")
+    c.add_argument(
+        "--nats-port", type=int, default=None, help="embedded nats-server port (0: any free)"
+    )
     c.add_argument("--http-port", type=int, default=None, help="gateway HTTP port")
 
     c = command("serve", commands.serve, "run one service alone against the configured NATS")
     c.add_argument("service", choices=["gateway", "projector"])
-    c.add_argument("--only", action="append", metavar="NAME", help="projector: host only this projection (repeatable)")
+    c.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="projector: host only this projection (repeatable)",
+    )
 
-    c = command("publish", commands.publish, "validate and publish one event; prints its stream sequence")
-    c.add_argument("subject", help="<domain>.<aggregate_id>.<event>, e.g. agents.architect.heartbeat")
+    c = command(
+        "publish", commands.publish, "validate and publish one event; prints its stream sequence"
+    )
+    c.add_argument(
+        "subject", help="<domain>.<aggregate_id>.<event>, e.g. agents.architect.heartbeat"
+    )
     c.add_argument("json", help='the payload, e.g. \'{"status":"busy"}\'')
     c.add_argument("--msg-id", default=None, help="Nats-Msg-Id for deduplication")
 
@@ -70,7 +99,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("projection")
 
     c = command("replay", commands.replay, "build a projection as it was at a time or sequence")
-    c.add_argument("--until", required=True, help="stream sequence or ISO time (UTC unless a zone is given)")
+    c.add_argument(
+        "--until", required=True, help="stream sequence or ISO time (UTC unless a zone is given)"
+    )
     c.add_argument("--out", required=True, metavar="FILE", help="DuckDB file to write")
     c.add_argument("--projection", default="agents")
     c.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -101,12 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         long_running = args.command in ("up", "serve")
         verbose = long_running or getattr(args, "verbose", False)
-        logs.configure(settings.log_level if verbose else max(logs.level_of(settings.log_level), 30))
+        logs.configure(
+            settings.log_level if verbose else max(logs.level_of(settings.log_level), 30)
+        )
         return int(anyio.run(args.run, args, settings))
     except KeyboardInterrupt:
         show.fail("interrupted")
         return EXIT_INTERRUPTED
-    except BaseException as exc:  # noqa: BLE001 - sorted into expected (one line) and bugs (re-raised)
+    except BaseException as exc:
         code = expected(exc)
         if code is None:
             raise
@@ -123,8 +156,8 @@ def leaves(exc: BaseException) -> list[BaseException]:
 def expected(exc: BaseException) -> int | None:
     """The exit code of an error a person can act on, or None for a bug (traceback wanted)."""
     from events.errors import EventError, ValidationError
-    from projections.protocol import QueryError
     from projections.catalog import UnknownProjection
+    from projections.protocol import QueryError
     from services.natsd import NatsServerError
     from services.projector_host import ProjectorError
     from services.up import ServiceStopped
@@ -153,7 +186,9 @@ def reason(exc: BaseException) -> str:
     first = next(e for e in leaves(exc) if not isinstance(e, asyncio.CancelledError))
     if isinstance(first, ValidationError):
         text = str(first)
-        return f"invalid input: {text}" + (f" [{first.field}]" if first.field and first.field not in text else "")
+        return f"invalid input: {text}" + (
+            f" [{first.field}]" if first.field and first.field not in text else ""
+        )
     if isinstance(first, QueryError):
         return f"projector: {first.message} ({first.code})"
     if isinstance(first, OSError) and not str(first):

@@ -58,7 +58,9 @@ async def up(args: argparse.Namespace, settings: Settings) -> int:
         show.line("agentledger is up")
         show.line(f"  HTTP       {running.http_url}  (health {running.http_url}/health)")
         show.line(f"  NATS       {running.nats_url}  ({where})")
-        show.line(f"  snapshots  {running.snapshot_dir}/<projection>.snapshot.duckdb (open read-only)")
+        show.line(
+            f"  snapshots  {running.snapshot_dir}/<projection>.snapshot.duckdb (open read-only)"
+        )
         show.line("Ctrl-C stops everything.")
     show.note("agentledger stopped")
     return 0
@@ -129,8 +131,15 @@ async def streams(args: argparse.Namespace, settings: Settings) -> int:
         await nc.close()
     columns = ["stream", "subjects", "messages", "bytes", "first_seq", "last_seq", "consumers"]
     rows = [
-        [i.config.name, ", ".join(i.config.subjects or []), i.state.messages, i.state.bytes,
-         i.state.first_seq, i.state.last_seq, i.state.consumer_count]
+        [
+            i.config.name,
+            ", ".join(i.config.subjects or []),
+            i.state.messages,
+            i.state.bytes,
+            i.state.first_seq,
+            i.state.last_seq,
+            i.state.consumer_count,
+        ]
         for i in sorted(infos, key=lambda i: i.config.name or "")
     ]
     if args.json:

@@ -56,7 +56,9 @@ def cell(value: Any) -> Text:
     return Text(str(value))
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
+def table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None
+) -> None:
     t = Table(title=title, show_lines=False, header_style="bold")
     for c in columns:
         t.add_column(c, overflow="fold")
@@ -67,7 +69,11 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str |
 
 def records_json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Rows as a JSON array of objects, one line, for scripts."""
-    line(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], ensure_ascii=False, default=str))
+    line(
+        json.dumps(
+            [dict(zip(columns, r, strict=True)) for r in rows], ensure_ascii=False, default=str
+        )
+    )
 
 
 def human_bytes(n: int) -> str:

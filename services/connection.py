@@ -30,7 +30,9 @@ def redact(url: str) -> str:
     return ",".join(out)
 
 
-async def connect_once(url: str, *, timeout: float = CONNECT_TIMEOUT_S, name: str = "agentledger-cli") -> NATS:
+async def connect_once(
+    url: str, *, timeout: float = CONNECT_TIMEOUT_S, name: str = "agentledger-cli"
+) -> NATS:
     """Connect with one retry; Unavailable naming the (redacted) URL and the last error."""
     seen: list[Exception] = []
 
@@ -41,8 +43,13 @@ async def connect_once(url: str, *, timeout: float = CONNECT_TIMEOUT_S, name: st
     try:
         # max_reconnect_attempts=0 would mean "forever"; 1 gives one retry after reconnect_time_wait.
         return await nats.connect(
-            url.split(","), name=name, connect_timeout=timeout, allow_reconnect=False,
-            max_reconnect_attempts=1, reconnect_time_wait=0.25, error_cb=quiet,
+            url.split(","),
+            name=name,
+            connect_timeout=timeout,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.25,
+            error_cb=quiet,
         )
     except Exception as exc:
         last = seen[-1] if seen else exc

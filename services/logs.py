@@ -19,7 +19,9 @@ def level_of(name: str) -> int:
     """The numeric level of a `log_level` setting; a SettingsError naming it when unknown."""
     upper = str(name).strip().upper()
     if upper not in LEVELS:
-        raise SettingsError(f"invalid setting log_level {name!r}: expected one of {', '.join(LEVELS)}")
+        raise SettingsError(
+            f"invalid setting log_level {name!r}: expected one of {', '.join(LEVELS)}"
+        )
     return int(getattr(logging, upper))
 
 

@@ -22,8 +22,8 @@ import anyio
 import anyio.abc
 import msgspec
 
-from services.natsd import EmbeddedNats, NatsServerError, default_config, free_port
 from services.connection import connect_once, ensure_streams_at, redact
+from services.natsd import EmbeddedNats, NatsServerError, default_config, free_port
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ class ServiceStopped(Exception):
 def embedded_server(settings: Settings) -> EmbeddedNats:
     conf = Path(settings.nats_conf) if settings.nats_conf else default_config()
     port = settings.nats_port or free_port(settings.nats_host)
-    return EmbeddedNats(host=settings.nats_host, port=port, store_dir=settings.nats_store, config=conf)
+    return EmbeddedNats(
+        host=settings.nats_host, port=port, store_dir=settings.nats_store, config=conf
+    )
 
 
 def default_services() -> dict[str, Service]:
@@ -157,6 +159,8 @@ async def _watch_server(server: EmbeddedNats) -> None:
         if proc is None or proc.poll() is not None:
             code = None if proc is None else proc.returncode
             if code is not None and code < 0:
-                raise NatsServerError(f"nats-server (pid {proc.pid}) was killed by {signal.Signals(-code).name}")
+                raise NatsServerError(
+                    f"nats-server (pid {proc.pid}) was killed by {signal.Signals(-code).name}"
+                )
             raise NatsServerError(f"nats-server exited with code {code}: {server._log_tail()}")
         await anyio.sleep(NATS_WATCH_S)

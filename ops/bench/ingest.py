@@ -47,8 +47,12 @@ STATUSES = ("idle", "busy", "offline", "exhausted")
 
 def heartbeats(n: int, agents: int) -> list[tuple[str, AgentHeartbeat]]:
     return [
-        (f"agent-{i % agents:03d}",
-         AgentHeartbeat(status=STATUSES[i % 4], current_task=f"TC-FLOW-{i % 977:03d}", round=i % 100))
+        (
+            f"agent-{i % agents:03d}",
+            AgentHeartbeat(
+                status=STATUSES[i % 4], current_task=f"TC-FLOW-{i % 977:03d}", round=i % 100
+            ),
+        )
         for i in range(n)
     ]
 
@@ -95,8 +99,11 @@ class GcClock:
 
 def summary(n: int, seconds: list[float]) -> dict[str, object]:
     rates = [n / s for s in seconds]
-    return {"best": round(max(rates)), "median": round(statistics.median(rates)),
-            "runs": [round(r) for r in rates]}
+    return {
+        "best": round(max(rates)),
+        "median": round(statistics.median(rates)),
+        "runs": [round(r) for r in rates],
+    }
 
 
 async def profiled(fn: Callable[[], Awaitable[float]]) -> str:
@@ -109,7 +116,9 @@ async def profiled(fn: Callable[[], Awaitable[float]]) -> str:
     return text.getvalue()
 
 
-async def bench(url: str, n: int, window: int, rounds: int, agents: int, profile: bool) -> dict[str, object]:
+async def bench(
+    url: str, n: int, window: int, rounds: int, agents: int, profile: bool
+) -> dict[str, object]:
     events = heartbeats(n, agents)
     encoded = [(f"agents.{agent}.heartbeat", codec.encode(event)) for agent, event in events]
     raw_nc = await nats.connect(url, name="bench-raw")
@@ -125,7 +134,7 @@ async def bench(url: str, n: int, window: int, rounds: int, agents: int, profile
         gc_runs: dict[str, list[int]] = {"raw": [0, 0, 0], "sdk": [0, 0, 0]}
         clock = GcClock()
         for r in range(rounds):
-            first, second = (("raw", "sdk") if r % 2 == 0 else ("sdk", "raw"))
+            first, second = ("raw", "sdk") if r % 2 == 0 else ("sdk", "raw")
             for side in (first, second):
                 gc.collect()
                 clock.take()
@@ -145,32 +154,53 @@ async def bench(url: str, n: int, window: int, rounds: int, agents: int, profile
     raw_s, sdk_s = summary(n, raw), summary(n, sdk)
     ratio_best = sdk_s["best"] / raw_s["best"]  # type: ignore[operator]
     ratio_median = sdk_s["median"] / raw_s["median"]  # type: ignore[operator]
-    paired = statistics.median(r / s for r, s in zip(raw, sdk, strict=True))  # same round, same conditions
+    paired = statistics.median(
+        r / s for r, s in zip(raw, sdk, strict=True)
+    )  # same round, same conditions
     return {
         "benchmark": "ingest",
-        "events": n, "window": window, "rounds": rounds, "payload_bytes": len(encoded[0][1]),
-        "raw_events_per_s": raw_s, "sdk_events_per_s": sdk_s,
-        "ratio_best": round(ratio_best, 3), "ratio_median": round(ratio_median, 3),
+        "events": n,
+        "window": window,
+        "rounds": rounds,
+        "payload_bytes": len(encoded[0][1]),
+        "raw_events_per_s": raw_s,
+        "sdk_events_per_s": sdk_s,
+        "ratio_best": round(ratio_best, 3),
+        "ratio_median": round(ratio_median, 3),
         "ratio_paired_median": round(paired, 3),
-        "gc_seconds_per_round_median": {k: round(statistics.median(v), 3) for k, v in gc_time.items()},
+        "gc_seconds_per_round_median": {
+            k: round(statistics.median(v), 3) for k, v in gc_time.items()
+        },
         "gc_collections_by_generation": gc_runs,
-        "target_ratio": TARGET_RATIO, "meets_target": paired >= TARGET_RATIO,
-        "python": platform.python_version(), "nats_py": importlib.metadata.version("nats-py"),
+        "target_ratio": TARGET_RATIO,
+        "meets_target": paired >= TARGET_RATIO,
+        "python": platform.python_version(),
+        "nats_py": importlib.metadata.version("nats-py"),
     }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--window", type=int, default=1024)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--agents", type=int, default=200)
-    p.add_argument("--profile", action="store_true", help="cProfile one extra round of each (stderr)")
+    p.add_argument(
+        "--profile", action="store_true", help="cProfile one extra round of each (stderr)"
+    )
     args = p.parse_args()
     find_binary()
-    with tempfile.TemporaryDirectory(prefix="agentledger-bench-") as tmp:
-        with EmbeddedNats(port=free_port(), store_dir=Path(tmp) / "store", config=default_config()) as server:
-            result = asyncio.run(bench(server.url, args.events, args.window, args.rounds, args.agents, args.profile))
+    with (
+        tempfile.TemporaryDirectory(prefix="agentledger-bench-") as tmp,
+        EmbeddedNats(
+            port=free_port(), store_dir=Path(tmp) / "store", config=default_config()
+        ) as server,
+    ):
+        result = asyncio.run(
+            bench(server.url, args.events, args.window, args.rounds, args.agents, args.profile)
+        )
     print(json.dumps(result))
     return 0
 

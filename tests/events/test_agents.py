@@ -98,14 +98,18 @@ def test_an_agent_known_only_by_heartbeats_can_still_register() -> None:
 
 
 def test_a_registered_agent_cannot_register_again() -> None:
-    given(REGISTERED).when(Register(event=REGISTERED)).then_raises(AlreadyRegistered, "agent architect is already registered")
+    given(REGISTERED).when(Register(event=REGISTERED)).then_raises(
+        AlreadyRegistered, "agent architect is already registered"
+    )
 
 
 # --- decide: updates --------------------------------------------------------------------------
 
 
 def test_an_unregistered_agent_cannot_be_updated() -> None:
-    given().when(Update(event=AgentUpdated(max_rounds=10))).then_raises(NotRegistered, "agent architect is not registered")
+    given().when(Update(event=AgentUpdated(max_rounds=10))).then_raises(
+        NotRegistered, "agent architect is not registered"
+    )
 
 
 def test_an_update_that_changes_a_field_is_recorded() -> None:
@@ -114,7 +118,9 @@ def test_an_update_that_changes_a_field_is_recorded() -> None:
 
 
 def test_an_update_that_repeats_the_current_values_records_nothing() -> None:
-    given(REGISTERED).when(Update(event=AgentUpdated(display_name="Architect", agent_class="dev"))).then()
+    given(REGISTERED).when(
+        Update(event=AgentUpdated(display_name="Architect", agent_class="dev"))
+    ).then()
 
 
 def test_an_update_that_names_no_field_records_nothing() -> None:
@@ -142,9 +148,9 @@ def test_a_heartbeat_with_a_new_status_also_records_the_status_change() -> None:
 
 
 def test_changing_to_a_new_status_records_it_with_the_previous_one() -> None:
-    given(AgentHeartbeat(status="busy")).when(ChangeStatus(status="exhausted", reason="429 storm")).then(
-        AgentStatusChanged(status="exhausted", previous="busy", reason="429 storm")
-    )
+    given(AgentHeartbeat(status="busy")).when(
+        ChangeStatus(status="exhausted", reason="429 storm")
+    ).then(AgentStatusChanged(status="exhausted", previous="busy", reason="429 storm"))
 
 
 def test_changing_to_the_current_status_records_nothing() -> None:
@@ -152,7 +158,9 @@ def test_changing_to_the_current_status_records_nothing() -> None:
 
 
 def test_a_status_can_be_set_for_an_agent_never_heard_of() -> None:
-    given().when(ChangeStatus(status="offline")).then(AgentStatusChanged(status="offline", previous=None))
+    given().when(ChangeStatus(status="offline")).then(
+        AgentStatusChanged(status="offline", previous=None)
+    )
 
 
 # --- the registration event itself ------------------------------------------------------------
@@ -161,8 +169,13 @@ def test_a_status_can_be_set_for_an_agent_never_heard_of() -> None:
 @pytest.mark.parametrize("cls", sorted(CLASS_DEFAULTS))
 def test_registration_carries_the_class_defaults(cls: str) -> None:
     event = AgentRegistered(agent_class=cls)  # type: ignore[arg-type]
-    assert (event.heartbeat_interval_s, event.stall_warning_s, event.recovery_s, event.max_rounds,
-            event.dependency_wait_s) == tuple(CLASS_DEFAULTS[cls])
+    assert (
+        event.heartbeat_interval_s,
+        event.stall_warning_s,
+        event.recovery_s,
+        event.max_rounds,
+        event.dependency_wait_s,
+    ) == tuple(CLASS_DEFAULTS[cls])
 
 
 def test_an_explicit_setting_in_the_registration_wins_over_the_class_default() -> None:
@@ -178,7 +191,10 @@ def test_an_agent_registers_as_dev_unless_told_otherwise() -> None:
 
 def test_registering_records_the_configuration_and_the_time() -> None:
     given(REGISTERED).then_state(
-        registered=True, registered_at=at(0), display_name="Architect", agent_class="dev",
+        registered=True,
+        registered_at=at(0),
+        display_name="Architect",
+        agent_class="dev",
         max_rounds=CLASS_DEFAULTS["dev"].max_rounds,
     )
 
@@ -197,14 +213,23 @@ def test_an_update_before_registration_changes_nothing_and_says_why() -> None:
 
 def test_an_update_changes_only_the_fields_it_names() -> None:
     given(REGISTERED, AgentUpdated(max_rounds=10)).then_state(
-        max_rounds=10, display_name="Architect", heartbeat_interval_s=CLASS_DEFAULTS["dev"].heartbeat_interval_s
+        max_rounds=10,
+        display_name="Architect",
+        heartbeat_interval_s=CLASS_DEFAULTS["dev"].heartbeat_interval_s,
     )
 
 
 def test_a_heartbeat_makes_an_unregistered_agent_known() -> None:
     g = given(AgentHeartbeat(status="busy", current_task="TC-FLOW-001", round=3))
-    g.then_state(registered=False, agent_class=None, status="busy", current_task="TC-FLOW-001", round=3,
-                 last_heartbeat_at=at(0), heartbeats=1)
+    g.then_state(
+        registered=False,
+        agent_class=None,
+        status="busy",
+        current_task="TC-FLOW-001",
+        round=3,
+        last_heartbeat_at=at(0),
+        heartbeats=1,
+    )
     assert g.reasons == [None]
 
 
@@ -216,11 +241,15 @@ def test_a_heartbeat_replaces_task_round_and_note_with_what_it_says() -> None:
 
 
 def test_the_status_since_time_stays_while_heartbeats_repeat_the_status() -> None:
-    given(AgentHeartbeat(status="busy"), AgentHeartbeat(status="busy")).then_state(status_since=at(0))
+    given(AgentHeartbeat(status="busy"), AgentHeartbeat(status="busy")).then_state(
+        status_since=at(0)
+    )
 
 
 def test_the_status_since_time_moves_when_a_heartbeat_changes_the_status() -> None:
-    given(AgentHeartbeat(status="busy"), AgentHeartbeat(status="idle")).then_state(status="idle", status_since=at(1))
+    given(AgentHeartbeat(status="busy"), AgentHeartbeat(status="idle")).then_state(
+        status="idle", status_since=at(1)
+    )
 
 
 def test_a_status_change_moves_the_status_and_its_time() -> None:

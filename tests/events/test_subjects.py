@@ -56,7 +56,9 @@ def test_parse_refuses_an_invalid_id_inside_a_subject(agg: str) -> None:
     assert err.value.field == "$.subject"
 
 
-@pytest.mark.parametrize("subject", ["tasks", "tasks.T1", "tasks.T1.claimed.x", "tasks..claimed", "", "a.b.c.d.e"])
+@pytest.mark.parametrize(
+    "subject", ["tasks", "tasks.T1", "tasks.T1.claimed.x", "tasks..claimed", "", "a.b.c.d.e"]
+)
 def test_parse_refuses_anything_but_three_tokens(subject: str) -> None:
     with pytest.raises(ValidationError):
         parse(subject)
@@ -92,7 +94,9 @@ def test_filters_and_request_subjects() -> None:
     assert wake("architect") == "agents.architect.wake"
 
 
-@pytest.mark.parametrize("fn", [lambda: query("a.b"), lambda: wake("*"), lambda: aggregate_filter("tasks", ">")])
+@pytest.mark.parametrize(
+    "fn", [lambda: query("a.b"), lambda: wake("*"), lambda: aggregate_filter("tasks", ">")]
+)
 def test_wildcards_never_reach_a_request_or_filter_subject(fn) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationError):
         fn()

@@ -37,8 +37,12 @@ class Result:
 
 async def run(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60.0) -> Result:
     proc = await asyncio.create_subprocess_exec(
-        script(), *args, env=env, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        script(),
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -67,4 +71,6 @@ async def eventually(check, timeout: float = 60.0, what: str = ""):  # type: ign
                     return last
                 await anyio.sleep(0.05)
     except TimeoutError:
-        raise AssertionError(f"not reached in {timeout:.0f}s: {what or check}; last {last!r}") from None
+        raise AssertionError(
+            f"not reached in {timeout:.0f}s: {what or check}; last {last!r}"
+        ) from None

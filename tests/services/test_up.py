@@ -50,19 +50,28 @@ class Recorder:
         return serve
 
 
-async def test_services_stop_in_reverse_start_order_when_cancelled(nats_url: str, tmp_path: Path) -> None:
+async def test_services_stop_in_reverse_start_order_when_cancelled(
+    nats_url: str, tmp_path: Path
+) -> None:
     rec = Recorder()
     services = {"projector": rec.service("projector"), "gateway": rec.service("gateway")}
     async with anyio.create_task_group() as tg:
-        running = await tg.start(lambda task_status: up.run(
-            settings_for(tmp_path, nats_url=nats_url), services=services, task_status=task_status))
+        running = await tg.start(
+            lambda task_status: up.run(
+                settings_for(tmp_path, nats_url=nats_url),
+                services=services,
+                task_status=task_status,
+            )
+        )
         assert not running.embedded and "@" not in running.nats_url
         assert set(running.streams) >= {"AGENTS", "TASKS"}
         tg.cancel_scope.cancel()
     assert rec.log == ["start projector", "start gateway", "stop gateway", "stop projector"]
 
 
-async def test_a_failing_service_stops_the_others_and_propagates(nats_url: str, tmp_path: Path) -> None:
+async def test_a_failing_service_stops_the_others_and_propagates(
+    nats_url: str, tmp_path: Path
+) -> None:
     rec = Recorder()
     services = {"projector": rec.service("projector"), "gateway": rec.service("gateway", fail=True)}
     with pytest.raises(BaseExceptionGroup) as err:
@@ -85,15 +94,19 @@ async def test_unreachable_external_nats_fails_before_starting_anything(tmp_path
 
     rec = Recorder()
     with pytest.raises(Unavailable, match="cannot connect to NATS"):
-        await up.run(settings_for(tmp_path, nats_url=f"nats://127.0.0.1:{free_port()}"),
-                     services={"projector": rec.service("projector")})
+        await up.run(
+            settings_for(tmp_path, nats_url=f"nats://127.0.0.1:{free_port()}"),
+            services={"projector": rec.service("projector")},
+        )
     assert rec.log == []
 
 
 async def test_up_in_process_serves_health_and_stops_the_embedded_server(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "home", nats_port=0, snapshot_interval_s=0.2)
     async with anyio.create_task_group() as tg:
-        running: up.Running = await tg.start(lambda task_status: up.run(settings, task_status=task_status))
+        running: up.Running = await tg.start(
+            lambda task_status: up.run(settings, task_status=task_status)
+        )
         assert running.embedded
         port = int(running.nats_url.rsplit(":", 1)[1])
         async with aiohttp.ClientSession() as http:
@@ -133,20 +146,34 @@ def nats_servers_using(store: Path) -> list[int]:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc to find the nats-server process")
-async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(tmp_path: Path) -> None:
+async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(
+    tmp_path: Path,
+) -> None:
     home = tmp_path / "home"
     nats_port, http_port = free_port(), free_port()
     env = clean_env(AGENTLEDGER_SNAPSHOT_INTERVAL_S="0.5")
     proc = await asyncio.create_subprocess_exec(
-        script(), "up", "--home", str(home), "--nats-port", str(nats_port), "--http-port", str(http_port),
-        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        script(),
+        "up",
+        "--home",
+        str(home),
+        "--nats-port",
+        str(nats_port),
+        "--http-port",
+        str(http_port),
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with aiohttp.ClientSession() as http:
 
             async def healthy() -> bool:
                 if proc.returncode is not None:
-                    raise AssertionError(f"up exited with {proc.returncode}: {(await proc.stderr.read()).decode()}")  # type: ignore[union-attr]
+                    raise AssertionError(
+                        f"up exited with {proc.returncode}: {(await proc.stderr.read()).decode()}"
+                    )  # type: ignore[union-attr]
                 try:
                     async with http.get(f"http://127.0.0.1:{http_port}/health") as r:
                         return r.status == 200
@@ -157,7 +184,9 @@ async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(
         assert nats_servers_using(home / "nats"), "the embedded nats-server is running"
 
         async with await EventClient.connect(f"nats://127.0.0.1:{nats_port}") as client:
-            await client.publish("architect", AgentHeartbeat(status="busy", current_task="TC-FLOW-001", round=3))
+            await client.publish(
+                "architect", AgentHeartbeat(status="busy", current_task="TC-FLOW-001", round=3)
+            )
 
         snapshot = home / "projections" / "agents.snapshot.duckdb"
 
@@ -165,13 +194,19 @@ async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(
             if not snapshot.exists():
                 return False
             reader = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", SNAPSHOT_READER, str(snapshot),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-c",
+                SNAPSHOT_READER,
+                str(snapshot),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out, _ = await reader.communicate()
             return reader.returncode == 0 and "('architect', 'busy', 'TC-FLOW-001')" in out.decode()
 
-        await eventually(snapshot_has_the_heartbeat, timeout=60, what="a separate process reads the snapshot")
+        await eventually(
+            snapshot_has_the_heartbeat, timeout=60, what="a separate process reads the snapshot"
+        )
 
         proc.send_signal(signal.SIGINT)
         with anyio.fail_after(60):
@@ -198,9 +233,18 @@ async def test_up_refuses_a_taken_nats_port_with_one_line(tmp_path: Path) -> Non
         taken.listen()
         port = taken.getsockname()[1]
         proc = await asyncio.create_subprocess_exec(
-            script(), "up", "--home", str(tmp_path / "home"), "--nats-port", str(port),
-            "--http-port", str(free_port()), env=clean_env(), cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            script(),
+            "up",
+            "--home",
+            str(tmp_path / "home"),
+            "--nats-port",
+            str(port),
+            "--http-port",
+            str(free_port()),
+            env=clean_env(),
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         with anyio.fail_after(60):
             _, err = await proc.communicate()
@@ -208,7 +252,6 @@ async def test_up_refuses_a_taken_nats_port_with_one_line(tmp_path: Path) -> Non
     lines = err.decode().strip().splitlines()
     assert lines[-1].startswith("agentledger: ") and f"port {port}" in lines[-1], err.decode()
     assert "Traceback" not in err.decode()
-
 
 
 async def test_up_with_a_taken_http_port_fails_in_one_line_and_stops_nats(tmp_path: Path) -> None:
@@ -220,12 +263,25 @@ async def test_up_with_a_taken_http_port_fails_in_one_line_and_stops_nats(tmp_pa
         taken.listen()
         port = taken.getsockname()[1]
         proc = await asyncio.create_subprocess_exec(
-            script(), "up", "--home", str(home), "--nats-port", "0", "--http-port", str(port),
-            env=clean_env(), cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            script(),
+            "up",
+            "--home",
+            str(home),
+            "--nats-port",
+            "0",
+            "--http-port",
+            str(port),
+            env=clean_env(),
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         with anyio.fail_after(60):
             _, err = await proc.communicate()
     text = err.decode()
     assert proc.returncode == 1, text
-    assert text.strip().splitlines()[-1].startswith("agentledger: cannot listen on") and "Traceback" not in text
+    assert (
+        text.strip().splitlines()[-1].startswith("agentledger: cannot listen on")
+        and "Traceback" not in text
+    )
     assert nats_servers_using(home / "nats") == []
