@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -118,6 +119,21 @@ class PublishError(Unavailable):
         self.errors = errors
 
 
+def _settle(
+    subject: str, fut: asyncio.Future[Any], seqs: list[int | None], errors: list[EventError | None]
+) -> None:
+    if not fut.done() or fut.cancelled():
+        fut.cancel()
+        seqs.append(None)
+        errors.append(Unavailable(f"no JetStream ack for {subject} in time; it may or may not be stored"))
+    elif (exc := fut.exception()) is not None:
+        seqs.append(None)
+        errors.append(translate(exc, subject))
+    else:
+        seqs.append(fut.result().seq)
+        errors.append(None)
+
+
 class EventClient:
     """Async SDK over one NATS connection.
 
@@ -128,6 +144,7 @@ class EventClient:
     def __init__(self, nc: NATS, *, window: int = 1024, timeout: float = 5.0) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.window = window
         self.js = nc.jetstream(timeout=timeout, publish_async_max_pending=window)
 
     @classmethod
@@ -169,34 +186,40 @@ class EventClient:
     async def publish_many(self, items: Iterable[Outgoing]) -> list[int]:
         """Pipelined publish: all in flight within the window, all acked before returning.
 
-        Raises PublishError listing which ones failed; with msg ids a retry is safe (deduplicated).
+        Acks are settled as they arrive, oldest first, so memory stays bounded by the window.
+        Raises PublishError listing which ones failed (an ack not seen within `timeout` counts as
+        failed: it may or may not be stored); with msg ids a retry is safe (deduplicated).
         """
         tracing = trace_headers()
-        futures: list[asyncio.Future[Any]] = []
-        subjects: list[str] = []
-        try:
-            for out in items:
-                headers = {**tracing, **out.headers} if out.headers else (tracing or None)
-                futures.append(await self.js.publish_async(out.subject, out.payload, headers=headers))
-                subjects.append(out.subject)
-        except Exception as exc:
-            for f in futures:
-                f.cancel()
-            raise translate(exc, out.subject) from exc
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        pending: deque[tuple[str, asyncio.Future[Any]]] = deque()
         seqs: list[int | None] = []
         errors: list[EventError | None] = []
-        for subject, r in zip(subjects, results, strict=True):
-            if isinstance(r, BaseException):
-                seqs.append(None)
-                errors.append(translate(r, subject))
-            else:
-                seqs.append(r.seq)
-                errors.append(None)
+        stopped: EventError | None = None
+        subject = ""
+        try:
+            for out in items:
+                subject = out.subject
+                headers = {**tracing, **out.headers} if out.headers else (tracing or None)
+                if len(pending) >= self.window:  # keeps nats-py's own window from ever blocking
+                    await asyncio.wait([pending[0][1]], timeout=self.timeout)
+                    if not pending[0][1].done():
+                        raise Unavailable(f"no JetStream ack in {self.timeout:.1f}s; window of {self.window} full")
+                pending.append((subject, await self.js.publish_async(subject, out.payload, headers=headers)))
+                while pending and pending[0][1].done():
+                    _settle(*pending.popleft(), seqs, errors)
+        except Exception as exc:  # nothing more is sent; what was sent is still accounted for
+            stopped = translate(exc, subject)
+        if pending:
+            await asyncio.wait([f for _, f in pending], timeout=self.timeout)
+            while pending:
+                _settle(*pending.popleft(), seqs, errors)
         failed = [e for e in errors if e is not None]
-        if failed:
+        if stopped is not None or failed:
+            first = failed[0] if failed else stopped
             raise PublishError(
-                f"{len(failed)} of {len(seqs)} publishes failed; first: {failed[0]}", seqs, errors
+                f"{len(failed)} of {len(seqs)} sent publishes failed"
+                f"{'; sending stopped: ' + str(stopped) if stopped else ''}; first: {first}",
+                seqs, errors,
             )
         return seqs  # type: ignore[return-value]
 

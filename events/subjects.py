@@ -7,6 +7,7 @@ inside an id would silently change which stream and which consumers see the mess
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 from events.errors import ValidationError
@@ -42,6 +43,7 @@ def check_domain(domain: str) -> str:
     return domain
 
 
+@lru_cache(maxsize=16384)  # fleets reuse a few ids: checked once, not per event
 def build(domain: str, aggregate_id: str, event: str) -> str:
     check_domain(domain)
     check_id(aggregate_id)

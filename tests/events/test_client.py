@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from events.agents import AgentHeartbeat, AgentRegistered, AgentStatusChanged, AgentUpdated
-from events.client import EventClient, Refused, prepare, prepare_json
+from events.client import EventClient, Outgoing, PublishError, Refused, prepare, prepare_json
 from events.errors import Conflict, Unavailable, ValidationError
 from events.streams import ensure_streams
 
@@ -92,3 +92,29 @@ def test_prepare_json_names_the_field() -> None:
     with pytest.raises(ValidationError) as err:
         prepare_json("agents.architect.heartbeat", {"status": 5}, where="$[3].data")
     assert err.value.field == "$[3].data.status"
+
+
+async def test_pipelined_publish_reports_a_missing_ack_instead_of_hanging(nats_url: str) -> None:
+    async with await EventClient.connect(nats_url, timeout=0.3) as c:
+        await ensure_streams(c.js)
+        async def swallow(msg: object) -> None:  # a responder that never answers: no no-responders status
+            return None
+
+        await c.nc.subscribe("silent.>", cb=swallow)
+        ok = prepare("a", AgentHeartbeat(status="idle"))
+        with pytest.raises(PublishError) as err:
+            await c.publish_many([ok, Outgoing("silent.x.y", b"{}"), ok])
+        assert err.value.seqs == [1, None, 2]
+        assert "may or may not be stored" in str(err.value.errors[1])
+
+
+async def test_a_full_window_without_acks_stops_sending_and_says_so(nats_url: str) -> None:
+    async with await EventClient.connect(nats_url, timeout=0.2, window=2) as c:
+        async def swallow(msg: object) -> None:
+            return None
+
+        await c.nc.subscribe("silent.>", cb=swallow)
+        with pytest.raises(PublishError) as err:
+            await c.publish_many([Outgoing("silent.x.y", b"{}")] * 5)
+        assert err.value.seqs == [None, None]
+        assert "window of 2 full" in str(err.value)
