@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
+import msgspec.inspect
 
 from events import catalog  # noqa: F401  (registers every domain's events)
 from events.errors import ValidationError
@@ -32,7 +33,9 @@ def _decoder(cls: type[Event]) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(cls)
 
 
-def validation_error(exc: msgspec.ValidationError | msgspec.DecodeError, prefix: str = "$") -> ValidationError:
+def validation_error(
+    exc: msgspec.ValidationError | msgspec.DecodeError, prefix: str = "$", cls: type | None = None
+) -> ValidationError:
     """Turn msgspec's message into a ValidationError whose `field` is the JSON path."""
     text = str(exc)
     field: str | None = None
@@ -41,9 +44,23 @@ def validation_error(exc: msgspec.ValidationError | msgspec.DecodeError, prefix:
         text = text[: m.start()]
     if m := _MISSING.search(text):
         field = f"{field or '$'}.{m.group(1)}"
+    if cls is not None and field and text.startswith("Invalid enum value"):
+        text += _allowed(cls, field.removeprefix("$."))
     if field is not None and prefix != "$":
         field = prefix + field[1:]
     return ValidationError(f"{text}{f' at {field}' if field else ''}", field=field or prefix)
+
+
+def _allowed(cls: type, name: str) -> str:
+    """`; allowed: a, b` for a top-level Literal field, so the person sees the valid choices."""
+    info = msgspec.inspect.type_info(cls)
+    for f in getattr(info, "fields", ()):
+        if f.encode_name == name:
+            types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+            values = [v for t in types if isinstance(t, msgspec.inspect.LiteralType) for v in t.values]
+            if values:
+                return f"; allowed: {', '.join(map(str, values))}"
+    return ""
 
 
 def event_type(subject: str | Subject) -> type[Event]:
@@ -57,7 +74,7 @@ def decode(subject: str, data: bytes) -> Event:
     try:
         return _decoder(cls).decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, cls=cls) from None
 
 
 def decode_strict(subject: str, data: Any, prefix: str = "$") -> Event:
@@ -82,4 +99,4 @@ def decode_strict(subject: str, data: Any, prefix: str = "$") -> Event:
     try:
         return msgspec.convert(data, cls)
     except msgspec.ValidationError as exc:
-        raise validation_error(exc, prefix) from None
+        raise validation_error(exc, prefix, cls) from None

@@ -108,3 +108,10 @@ def test_every_valid_heartbeat_survives_encode_and_both_decoders(status, task, r
     import msgspec
 
     assert codec.decode_strict(HB, msgspec.json.decode(data)) == event
+
+
+def test_an_invalid_choice_lists_the_allowed_values() -> None:
+    with pytest.raises(ValidationError) as err:
+        codec.decode("agents.a.heartbeat", b'{"status":"asleep"}')
+    assert err.value.field == "$.status"
+    assert "allowed: busy, exhausted, idle, offline" in str(err.value)
