@@ -99,6 +99,12 @@ def load(
             sources[key] = f"{path}: {key}"
     elif config is not None:
         raise SettingsError(f"config file {path} does not exist")
+    for var in env:
+        if var.startswith(ENV_PREFIX) and var != f"{ENV_PREFIX}CONFIG" and var[len(ENV_PREFIX):].lower() not in _FIELDS:
+            raise SettingsError(
+                f"unknown environment variable {var}; known: "
+                + ", ".join(f"{ENV_PREFIX}{n.upper()}" for n in _FIELDS)
+            )
     for name in _FIELDS:
         var = f"{ENV_PREFIX}{name.upper()}"
         if var in env:

@@ -109,3 +109,8 @@ def test_stream_options_carry_the_retention_settings() -> None:
 def test_a_positive_setting_refuses_zero() -> None:
     with pytest.raises(SettingsError, match="AGENTLEDGER_BATCH_SIZE"):
         load(env={"AGENTLEDGER_BATCH_SIZE": "0"})
+
+
+def test_a_misspelt_environment_variable_is_an_error_naming_it() -> None:
+    with pytest.raises(SettingsError, match="AGENTLEDGER_HTTP_PRT"):
+        load(env={"AGENTLEDGER_HTTP_PRT": "9000"})
