@@ -158,6 +158,7 @@ def expected(exc: BaseException) -> int | None:
     from events.errors import EventError, ValidationError
     from projections.catalog import UnknownProjection
     from projections.protocol import QueryError
+    from services.gateway.app import ListenError
     from services.natsd import NatsServerError
     from services.projector_host import ProjectorError
     from services.up import ServiceStopped
@@ -172,9 +173,7 @@ def expected(exc: BaseException) -> int | None:
         return EXIT_USAGE
     if isinstance(first, (EventError, QueryError, NatsServerError, OSError)):
         return EXIT_FAILED
-    if isinstance(first, RuntimeError) and isinstance(first.__cause__, OSError):
-        return EXIT_FAILED  # e.g. the gateway cannot listen on its port
-    if isinstance(first, (ServiceStopped, ProjectorError)):
+    if isinstance(first, (ServiceStopped, ProjectorError, ListenError)):
         return EXIT_FAILED
     return None
 

@@ -10,8 +10,8 @@ import logging
 from collections.abc import AsyncIterator
 
 import anyio
-import nats
 from aiohttp import web
+from nats.aio.client import Client as NATS
 
 from events.client import EventClient
 from projections.protocol import QueryClient
@@ -23,6 +23,10 @@ from services.gateway.tracing import tracing_middleware
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class ListenError(RuntimeError):
+    """The gateway cannot listen on its address (port taken, no permission)."""
 
 
 def routes() -> list[web.RouteDef]:
@@ -41,7 +45,8 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
 
     async def disconnected() -> None:
-        log.warning("gateway: NATS disconnected from %s", settings.url.split("@")[-1])
+        if not (nc.is_closed or nc.is_draining):  # a clean shutdown is not worth a warning
+            log.warning("gateway: NATS disconnected from %s", settings.url.split("@")[-1])
 
     async def reconnected() -> None:
         log.info("gateway: NATS reconnected")
@@ -49,7 +54,8 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
     async def error(exc: Exception) -> None:
         log.warning("gateway: NATS error: %s", exc)
 
-    nc = await nats.connect(
+    nc = NATS()
+    await nc.connect(
         settings.url, name="agentledger-gateway", max_reconnect_attempts=-1,
         disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
     )
@@ -80,7 +86,7 @@ async def serve(settings: Settings, *, task_status: anyio.abc.TaskStatus[None] =
         try:
             await site.start()
         except OSError as exc:
-            raise RuntimeError(
+            raise ListenError(
                 f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror}; "
                 "choose another with --http-port or AGENTLEDGER_HTTP_PORT"
             ) from exc
