@@ -93,7 +93,3 @@ def command(domain: str, verb: str) -> str:
 def query(service: str) -> str:
     """Request/reply subject where a projector service answers queries."""
     return f"q.{check_id(service, 'service')}"
-
-
-def wake(agent_id: str) -> str:
-    return f"agents.{check_id(agent_id, 'agent_id')}.wake"

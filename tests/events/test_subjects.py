@@ -20,7 +20,6 @@ from events.subjects import (
     event_filter,
     parse,
     query,
-    wake,
 )
 
 ID_CHARS = string.ascii_letters + string.digits + "_-"
@@ -91,11 +90,10 @@ def test_filters_and_request_subjects() -> None:
     assert event_filter("agents", "heartbeat") == "agents.*.heartbeat"
     assert command("tasks", "claim") == "cmd.tasks.claim"
     assert query("projector") == "q.projector"
-    assert wake("architect") == "agents.architect.wake"
 
 
 @pytest.mark.parametrize(
-    "fn", [lambda: query("a.b"), lambda: wake("*"), lambda: aggregate_filter("tasks", ">")]
+    "fn", [lambda: query("a.b"), lambda: aggregate_filter("tasks", ">")]
 )
 def test_wildcards_never_reach_a_request_or_filter_subject(fn) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationError):
