@@ -10,7 +10,7 @@ from events.client import EventClient
 from projections.protocol import QueryClient, QueryError
 from projections.queries import check_select
 from services.projector import ProjectorHost
-from tests.projections.polling import eventually
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ async def test_the_service_limit_caps_the_asked_limit(
 
 
 async def test_a_slow_query_times_out(settings, host_nc, client: EventClient, queries: QueryClient) -> None:
-    from tests.projections.conftest import running
+    from tests.hosting import running
 
     settings.query_timeout_s = 0.2
     async with running(ProjectorHost(settings, host_nc)):

@@ -16,8 +16,8 @@ from projections.protocol import QueryClient
 from projections.store import file_path
 from services.projector import ProjectorError, ProjectorHost, rebuild, replay
 from services.settings import Settings
-from tests.projections.conftest import running
-from tests.projections.polling import eventually
+from tests.hosting import running
+from tests.polling import eventually
 
 TABLES = {
     "agents": "SELECT * FROM agents ORDER BY id",

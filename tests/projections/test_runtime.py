@@ -17,7 +17,7 @@ from projections.protocol import QueryClient
 from projections.runtime import Runtime
 from projections.store import Store
 from services.projector import ProjectorHost
-from tests.projections.polling import eventually
+from tests.polling import eventually
 
 
 def checkpoint(host: ProjectorHost, name: str = "agents") -> int:

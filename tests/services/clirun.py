@@ -52,25 +52,3 @@ async def run(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60.0)
         raise
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
-
-
-async def eventually(check, timeout: float = 60.0, what: str = ""):  # type: ignore[no-untyped-def]
-    """Poll `check` (sync or async) until it returns something truthy; fail after `timeout` s."""
-    import inspect
-
-    import anyio
-
-    last = None
-    try:
-        with anyio.fail_after(timeout):
-            while True:
-                last = check()
-                if inspect.isawaitable(last):
-                    last = await last
-                if last:
-                    return last
-                await anyio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(
-            f"not reached in {timeout:.0f}s: {what or check}; last {last!r}"
-        ) from None

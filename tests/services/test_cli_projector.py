@@ -19,7 +19,8 @@ import pytest
 from events.agents import AgentHeartbeat
 from events.client import EventClient, prepare
 from services.natsd import free_port
-from tests.services.clirun import Result, clean_env, eventually, run, script
+from tests.polling import eventually
+from tests.services.clirun import Result, clean_env, run, script
 
 
 class Env:

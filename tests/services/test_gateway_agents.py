@@ -17,8 +17,8 @@ from events.client import EventClient
 from services.gateway.app import create_app
 from services.projector import ProjectorHost
 from services.settings import Settings
-from tests.projections.conftest import running
-from tests.projections.polling import eventually
+from tests.hosting import running
+from tests.polling import eventually
 
 Client = TestClient[Any, Any]
 

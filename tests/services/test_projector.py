@@ -17,8 +17,8 @@ from events.client import EventClient, prepare
 from projections.store import file_path
 from services.projector import ProjectorError, ProjectorHost, serve
 from services.settings import Settings
-from tests.projections.conftest import running
-from tests.projections.polling import eventually
+from tests.hosting import running
+from tests.polling import eventually
 
 READER = """
 import json, sys, duckdb

@@ -17,7 +17,7 @@ from projections.protocol import QueryClient, QueryError
 from projections.store import file_path
 from services.projector import replay
 from services.settings import Settings
-from tests.projections.polling import eventually
+from tests.polling import eventually
 
 EVENTS = 200_000
 AGENTS = 200

@@ -19,7 +19,8 @@ from events.client import EventClient
 from services import up
 from services.natsd import free_port, port_free
 from services.settings import Settings, load
-from tests.services.clirun import clean_env, eventually, script
+from tests.polling import eventually
+from tests.services.clirun import clean_env, script
 
 
 def settings_for(home: Path, **overrides: Any) -> Settings:

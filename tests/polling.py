@@ -11,7 +11,7 @@ import anyio
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], T | Awaitable[T]], timeout: float = 30.0, what: str = "") -> T:
+async def eventually(check: Callable[[], T | Awaitable[T]], timeout: float = 60.0, what: str = "") -> T:
     """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
     last: Any = None
     try:
