@@ -40,6 +40,7 @@ from events.agents import Agent, AgentEvent, AgentHeartbeat, evolve, initial_sta
 from events.meta import Meta
 from events.streams import stream_name
 from events.subjects import domain_filter
+from projections.arrow_batches import execute_with, from_columns, from_rows
 
 log = logging.getLogger(__name__)
 
@@ -187,44 +188,31 @@ def apply(con: duckdb.DuckDBPyConnection, batch: list[tuple[Meta, AgentEvent]]) 
 def _upsert_agents(con: duckdb.DuckDBPyConnection, agents: list[Agent], last_seq: dict[str, int]) -> None:
     columns = [[getattr(a, field) for a in agents] for field in _COLUMNS.values()]
     columns.append([last_seq[a.id] for a in agents])
-    table = pa.Table.from_arrays(
-        [pa.array(c, type=f.type) for c, f in zip(columns, _AGENTS_SCHEMA, strict=True)],
-        schema=_AGENTS_SCHEMA,
+    execute_with(
+        con, "_agents_batch", from_columns(columns, _AGENTS_SCHEMA),
+        f"INSERT OR REPLACE INTO agents ({_COLS}) SELECT {_COLS} FROM _agents_batch",
     )
-    con.register("_agents_batch", table)
-    try:
-        con.execute(f"INSERT OR REPLACE INTO agents ({_COLS}) SELECT {_COLS} FROM _agents_batch")
-    finally:
-        con.unregister("_agents_batch")
 
 
 def _upsert_minutes(con: duckdb.DuckDBPyConnection, minutes: dict[tuple[str, int, int, int, int, int], list[Any]]) -> None:
     keys = list(minutes)
-    table = pa.Table.from_arrays([
-        pa.array([k[0] for k in keys], pa.string()),
-        pa.array([datetime(*k[1:], tzinfo=UTC) for k in keys], _TS),
-        pa.array([minutes[k][0] for k in keys], pa.int64()),
-        pa.array([minutes[k][1] for k in keys], pa.string()),
-    ], schema=_MINUTES_SCHEMA)
-    con.register("_minutes_batch", table)
-    try:
-        con.execute(
-            "INSERT INTO agent_heartbeats SELECT * FROM _minutes_batch "
-            "ON CONFLICT (agent_id, minute) DO UPDATE SET "
-            "heartbeats = agent_heartbeats.heartbeats + excluded.heartbeats, "
-            "last_status = excluded.last_status"
-        )
-    finally:
-        con.unregister("_minutes_batch")
+    table = from_columns([
+        [k[0] for k in keys],
+        [datetime(*k[1:], tzinfo=UTC) for k in keys],
+        [minutes[k][0] for k in keys],
+        [minutes[k][1] for k in keys],
+    ], _MINUTES_SCHEMA)
+    execute_with(
+        con, "_minutes_batch", table,
+        "INSERT INTO agent_heartbeats SELECT * FROM _minutes_batch "
+        "ON CONFLICT (agent_id, minute) DO UPDATE SET "
+        "heartbeats = agent_heartbeats.heartbeats + excluded.heartbeats, "
+        "last_status = excluded.last_status",
+    )
 
 
 def _insert_noops(con: duckdb.DuckDBPyConnection, noops: list[tuple[int, str, str, str, datetime]]) -> None:
-    table = pa.Table.from_arrays(
-        [pa.array([n[i] for n in noops], type=f.type) for i, f in enumerate(_NOOPS_SCHEMA)],
-        schema=_NOOPS_SCHEMA,
+    execute_with(
+        con, "_noops_batch", from_rows(noops, _NOOPS_SCHEMA),
+        "INSERT OR REPLACE INTO agent_noops SELECT * FROM _noops_batch",
     )
-    con.register("_noops_batch", table)
-    try:
-        con.execute("INSERT OR REPLACE INTO agent_noops SELECT * FROM _noops_batch")
-    finally:
-        con.unregister("_noops_batch")

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from events.meta import Meta
 from events.registry import Event
+from projections.arrow_batches import execute_with, from_rows
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +135,10 @@ class Store:
 
     @staticmethod
     def _insert_rejects(con: duckdb.DuckDBPyConnection, rejects: Sequence[Reject]) -> None:
-        table = pa.Table.from_arrays(
-            [pa.array([r[i] for r in rejects], type=f.type) for i, f in enumerate(_REJECTS_SCHEMA)],
-            schema=_REJECTS_SCHEMA,
+        execute_with(
+            con, "_rejects_batch", from_rows(rejects, _REJECTS_SCHEMA),
+            "INSERT OR REPLACE INTO _rejects SELECT * FROM _rejects_batch",
         )
-        con.register("_rejects_batch", table)
-        try:
-            con.execute("INSERT OR REPLACE INTO _rejects SELECT * FROM _rejects_batch")
-        finally:
-            con.unregister("_rejects_batch")
 
     def snapshot(self, dest: Path) -> Path:
         """Copy the whole database into `dest` between two batches, then rename it into place.
