@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from projections.store import file_path
 from services.projector import replay
 from services.settings import Settings
 from tests.polling import eventually
+from tests.services.clirun import script
 
 EVENTS = 200_000
 AGENTS = 200
@@ -28,7 +28,7 @@ def start(nats_url: str, home: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
     env.update(AGENTLEDGER_NATS_URL=nats_url, AGENTLEDGER_HOME=str(home), PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "services.projector", "--only", "agents"],
+        [script(), "serve", "projector", "--only", "agents"],
         env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=open(home / "projector.log", "ab"),
     )
 
