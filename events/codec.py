@@ -8,7 +8,7 @@ person sees it). Decoders are built once per type and reused.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -28,7 +28,7 @@ def encode(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _decoder(cls: type[Event]) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(cls)
 

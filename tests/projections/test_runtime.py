@@ -126,7 +126,7 @@ async def test_a_stopped_projection_holds_the_server_back_instead_of_buffering_t
     total = 60_000
     async with anyio.create_task_group() as tg:
         await tg.start(runtime.run)
-        for base in range(0, total, 20_000):
+        for _base in range(0, total, 20_000):
             await client.publish_many(prepare("a", AgentHeartbeat(status="idle")) for _ in range(20_000))
         await eventually(lambda: runtime.buffer.full)
         (feed,) = runtime.feeds
