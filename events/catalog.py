@@ -2,3 +2,4 @@
 
 from events import agents  # noqa: F401
 from events import providers, usage  # noqa: F401
+from events import mail, tasks  # noqa: F401
