@@ -100,10 +100,14 @@ class Keyring:
 
     def __init__(self, keys: Mapping[str, bytes], current: str | None = None) -> None:
         if not keys:
-            raise InvalidKeyring("the keyring is empty: give at least one key as k1=<base64 32 bytes>")
+            raise InvalidKeyring(
+                "the keyring is empty: give at least one key as k1=<base64 32 bytes>"
+            )
         for key_id, raw in keys.items():
             if not _KEY_ID.fullmatch(key_id):
-                raise InvalidKeyring(f"invalid key id {key_id!r}: key ids match [A-Za-z0-9_-]{{1,32}}")
+                raise InvalidKeyring(
+                    f"invalid key id {key_id!r}: key ids match [A-Za-z0-9_-]{{1,32}}"
+                )
             if len(raw) != KEY_BYTES:
                 raise InvalidKeyring(
                     f"key {key_id} has {len(raw)} bytes; AES-256 needs {KEY_BYTES}"

@@ -6,7 +6,8 @@ Invariants:
   an event carrying anything else is refused by the schema, so no plaintext reaches the stream;
 - a backend is created once; a deleted backend stays deleted: later events are no-ops;
 - a 429 is always recorded (`rate_limited`); the cooldown it starts lasts the upstream
-  `Retry-After` when given, else 30 s x 2^(n-1) capped at 600 s, n being the consecutive 429s;
+  `Retry-After` when given, else 30 s x 2^(n-1) capped at 600 s, n being the consecutive 429s
+  (the arithmetic and the header parser are in events.cooldowns);
 - a new 429 never shortens an active cooldown: it extends it or starts nothing;
 - 429s during an active cooldown belong to the same episode: they do not raise n (a burst of
   in-flight requests answered 429 together would otherwise jump straight to 600 s) and only an
@@ -20,15 +21,14 @@ Invariants:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Annotated, ClassVar, Literal, assert_never
 
 import msgspec
 from msgspec.structs import replace
 
+from events.cooldowns import backoff_s, header_summary, parse_retry_after
 from events.keyring import TOKEN_PATTERN, is_token
 from events.registry import Event
 
@@ -42,14 +42,6 @@ Rpm = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Timeout = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 PerToken = Annotated[float, msgspec.Meta(ge=0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
-
-COOLDOWN_BASE_S = 30.0
-COOLDOWN_MAX_S = 600.0
-RETRY_AFTER_MAX_S = 86_400.0  # an upstream asking for more than a day is trusted for one day
-HEADER_SUMMARY = ("retry-after", "retry-after-ms", "x-ratelimit-limit-requests",
-                  "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
-                  "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
-                  "x-ratelimit-reset-tokens", "x-request-id")
 
 
 class Cost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -154,8 +146,15 @@ class ProbeChanged(ProviderEvent, frozen=True, kw_only=True):
 
 
 ProviderEvents = (
-    BackendCreated | BackendUpdated | BackendDeleted | KeyRotated | RateLimited | CooldownStarted
-    | CooldownEnded | Recovered | ProbeChanged
+    BackendCreated
+    | BackendUpdated
+    | BackendDeleted
+    | KeyRotated
+    | RateLimited
+    | CooldownStarted
+    | CooldownEnded
+    | Recovered
+    | ProbeChanged
 )
 
 
@@ -198,7 +197,9 @@ class ObserveProbe(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
 
 
-ProviderCommand = Create | Update | Delete | RotateKey | ObserveRateLimit | ObserveSuccess | ObserveProbe
+ProviderCommand = (
+    Create | Update | Delete | RotateKey | ObserveRateLimit | ObserveSuccess | ObserveProbe
+)
 
 
 # --- state ----------------------------------------------------------------------------------
@@ -263,54 +264,7 @@ class NotEncrypted(ProviderRuleError):
     """A key that is not a keyring token: refusing it keeps plaintext out of the stream."""
 
 
-# --- the cooldown rule ----------------------------------------------------------------------
-
-
-def parse_retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
-    """Seconds the upstream asks to wait, or None when it says nothing usable.
-
-    `retry-after-ms` (milliseconds) wins over `retry-after`, which is delta-seconds or an
-    HTTP-date (RFC 9110 §10.2.3) measured from `now`. A date in the past means 0; values are
-    capped at one day; garbage is None (the backoff applies).
-    """
-    lower = {k.lower(): v.strip() for k, v in headers.items()}
-    if (ms := lower.get("retry-after-ms")) is not None:
-        value = _number(ms)
-        if value is not None:
-            return min(value / 1000.0, RETRY_AFTER_MAX_S)
-    raw = lower.get("retry-after")
-    if raw is None or raw == "":
-        return None
-    value = _number(raw)
-    if value is None:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None or when.tzinfo is None:
-            return None
-        value = max(0.0, (when - now).total_seconds())
-    return min(value, RETRY_AFTER_MAX_S)
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def backoff_s(consecutive: int) -> float:
-    """30 s x 2^(n-1), capped at 600 s (n >= 1)."""
-    n = max(1, consecutive)
-    return COOLDOWN_MAX_S if n > 6 else min(COOLDOWN_BASE_S * 2 ** (n - 1), COOLDOWN_MAX_S)
-
-
-def header_summary(headers: Mapping[str, str]) -> dict[str, str]:
-    """The rate-limit headers worth keeping (never authorization or cookies)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    return {k: lower[k][:200] for k in HEADER_SUMMARY if k in lower}
+# --- what time makes due ---------------------------------------------------------------------
 
 
 def due(state: Backend, now: datetime) -> list[ProviderEvent]:
@@ -326,8 +280,15 @@ def due(state: Backend, now: datetime) -> list[ProviderEvent]:
 
 # --- decider --------------------------------------------------------------------------------
 
-_CONFIG_FIELDS = ("label", "api_base_url", "pool", "enabled", "rpm_limit", "timeout_seconds",
-                  "model_mappings")
+_CONFIG_FIELDS = (
+    "label",
+    "api_base_url",
+    "pool",
+    "enabled",
+    "rpm_limit",
+    "timeout_seconds",
+    "model_mappings",
+)
 
 
 def initial_state(backend_id: str) -> Backend:
@@ -339,15 +300,22 @@ def _rate_limited(cmd: ObserveRateLimit, state: Backend, now: datetime) -> list[
     cooling = state.cooling(now)
     n = state.consecutive_429s if cooling else state.consecutive_429s + 1
     n = max(n, 1)
-    noted = RateLimited(status=cmd.status, model=cmd.model, retry_after_s=retry_after,
-                        headers=header_summary(cmd.headers), consecutive=n)
+    noted = RateLimited(
+        status=cmd.status,
+        model=cmd.model,
+        retry_after_s=retry_after,
+        headers=header_summary(cmd.headers),
+        consecutive=n,
+    )
     if cooling and retry_after is None:
         return [noted]  # same episode: the backoff already running stands
     length = retry_after if retry_after is not None else backoff_s(n)
     until = now + timedelta(seconds=length)
     if length <= 0 or (state.cooldown_until is not None and until <= state.cooldown_until):
         return [noted]  # never shortens an active cooldown
-    reason: Literal["retry_after", "backoff"] = "retry_after" if retry_after is not None else "backoff"
+    reason: Literal["retry_after", "backoff"] = (
+        "retry_after" if retry_after is not None else "backoff"
+    )
     return [noted, CooldownStarted(until=until, length_s=length, reason=reason, consecutive=n)]
 
 
@@ -379,8 +347,15 @@ def decide(cmd: ProviderCommand, state: Backend, now: datetime) -> list[Provider
         case ObserveProbe(state=probe, status=status, latency_ms=latency, error=error):
             if probe == state.probe:
                 return []
-            return [ProbeChanged(state=probe, previous=state.probe, status=status,
-                                 latency_ms=latency, error=error)]
+            return [
+                ProbeChanged(
+                    state=probe,
+                    previous=state.probe,
+                    status=status,
+                    latency_ms=latency,
+                    error=error,
+                )
+            ]
         case _:
             assert_never(cmd)
 
@@ -394,8 +369,13 @@ def evolve(state: Backend, event: ProviderEvent, at: datetime) -> tuple[Backend,
             if state.created:
                 return state, f"backend {state.id} already exists"
             return replace(
-                state, created=True, created_at=at, updated_at=at, name=event.backend_name,
-                api_key=event.api_key, **{f: getattr(event, f) for f in _CONFIG_FIELDS},
+                state,
+                created=True,
+                created_at=at,
+                updated_at=at,
+                name=event.backend_name,
+                api_key=event.api_key,
+                **{f: getattr(event, f) for f in _CONFIG_FIELDS},
             ), None
         case BackendUpdated():
             changes = {f: v for f in _CONFIG_FIELDS if (v := getattr(event, f)) is not None}
@@ -413,15 +393,25 @@ def evolve(state: Backend, event: ProviderEvent, at: datetime) -> tuple[Backend,
             return replace(state, consecutive_429s=n, last_rate_limited_at=at), None
         case CooldownStarted():
             if state.cooldown_until is not None and event.until <= state.cooldown_until:
-                return state, f"backend {state.id} already cools until {state.cooldown_until.isoformat()}"
+                return (
+                    state,
+                    f"backend {state.id} already cools until {state.cooldown_until.isoformat()}",
+                )
             started = state.cooldown_started_at if state.cooling(at) else at
-            return replace(state, cooldown_until=event.until, cooldown_started_at=started,
-                           consecutive_429s=max(state.consecutive_429s, event.consecutive)), None
+            return replace(
+                state,
+                cooldown_until=event.until,
+                cooldown_started_at=started,
+                consecutive_429s=max(state.consecutive_429s, event.consecutive),
+            ), None
         case CooldownEnded():
             if state.cooldown_until is None:
                 return state, f"backend {state.id} has no cooldown to end"
             if event.until is not None and event.until < state.cooldown_until:
-                return state, f"backend {state.id} cools until {state.cooldown_until.isoformat()} now"
+                return (
+                    state,
+                    f"backend {state.id} cools until {state.cooldown_until.isoformat()} now",
+                )
             return replace(state, cooldown_until=None, cooldown_started_at=None), None
         case Recovered():
             if state.consecutive_429s == 0:

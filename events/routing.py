@@ -194,8 +194,9 @@ def plan(
         ready.append((key, b))
     if ready:
         ready.sort(key=lambda kb: kb[0])
-        return Routed(candidates=tuple(_candidate(b, model, False) for _, b in ready),
-                      skipped=tuple(skipped))
+        return Routed(
+            candidates=tuple(_candidate(b, model, False) for _, b in ready), skipped=tuple(skipped)
+        )
 
     spare: list[tuple[tuple[object, ...], Backend]] = []
     for b in considered:
@@ -203,18 +204,27 @@ def plan(
             spare.append(((POOL_ORDER[b.pool], PROBE_ORDER[b.probe], b.remaining_s(now), b.id), b))
     if spare:
         spare.sort(key=lambda kb: kb[0])
-        return Routed(candidates=tuple(_candidate(b, model, True) for _, b in spare),
-                      emergency=True, skipped=tuple(skipped))
+        return Routed(
+            candidates=tuple(_candidate(b, model, True) for _, b in spare),
+            emergency=True,
+            skipped=tuple(skipped),
+        )
 
     if not served:
-        return Exhausted(retry_after_s=None, served=False, reason=f"no backend serves model {model}")
+        return Exhausted(
+            retry_after_s=None, served=False, reason=f"no backend serves model {model}"
+        )
     waits = [b.remaining_s(now) for b in considered if b.cooling(now)]
     if not waits:
         waits = [seconds_to_token(lim(b).normal, clock) for b in considered]
     finite = [w for w in waits if math.isfinite(w)]
     retry = max(1, math.ceil(min(finite))) if finite else None
-    return Exhausted(retry_after_s=retry, served=True, skipped=tuple(skipped),
-                     reason=f"every backend serving {model} is cooling, rate limited or down")
+    return Exhausted(
+        retry_after_s=retry,
+        served=True,
+        skipped=tuple(skipped),
+        reason=f"every backend serving {model} is cooling, rate limited or down",
+    )
 
 
 def _candidate(b: Backend, model: str, emergency: bool) -> Candidate:

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from events import codec
+from events.cooldowns import backoff_s, parse_retry_after
 from events.errors import ValidationError
 from events.providers import (
     AlreadyExists,
@@ -20,7 +21,6 @@ from events.providers import (
     CooldownEnded,
     CooldownStarted,
     Create,
-    Delete,
     KeyRotated,
     ModelMapping,
     NotEncrypted,
@@ -36,12 +36,10 @@ from events.providers import (
     Recovered,
     RotateKey,
     Update,
-    backoff_s,
     decide,
     due,
     evolve,
     initial_state,
-    parse_retry_after,
 )
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -49,8 +47,11 @@ BACKEND = "bkd_nvidia1"
 TOKEN = "k1:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAAAAAA"
 TOKEN2 = "k2:BBBBBBBBBBBBBBBB:BBBBBBBBBBBBBBBBBBBBBBBBBB"
 CREATED = BackendCreated(
-    backend_name="nvidia 1", api_base_url="https://integrate.api.nvidia.com/v1", api_key=TOKEN,
-    rpm_limit=40, model_mappings={"glm-4.7": ModelMapping(native_id="z-ai/glm4.7")},
+    backend_name="nvidia 1",
+    api_base_url="https://integrate.api.nvidia.com/v1",
+    api_key=TOKEN,
+    rpm_limit=40,
+    model_mappings={"glm-4.7": ModelMapping(native_id="z-ai/glm4.7")},
 )
 
 
@@ -97,7 +98,11 @@ class When:
         assert [type(e) for e in events] == [RateLimited, CooldownStarted]
         started = events[1]
         assert isinstance(started, CooldownStarted)
-        assert (started.length_s, started.reason, started.consecutive) == (length_s, reason, consecutive)
+        assert (started.length_s, started.reason, started.consecutive) == (
+            length_s,
+            reason,
+            consecutive,
+        )
         assert started.until == self.given.now + timedelta(seconds=length_s)
 
     def then_no_cooldown(self) -> None:
@@ -149,7 +154,15 @@ def test_repeated_429s_without_the_header_cool_30_60_120_and_so_on_up_to_600() -
 
 def test_the_backoff_is_30_seconds_times_2_to_the_n_minus_1_capped_at_600() -> None:
     assert [backoff_s(n) for n in (1, 2, 3, 4, 5, 6, 7, 50, 10_000)] == [
-        30, 60, 120, 240, 480, 600, 600, 600, 600,
+        30,
+        60,
+        120,
+        240,
+        480,
+        600,
+        600,
+        600,
+        600,
     ]
 
 
@@ -201,8 +214,12 @@ def test_a_stale_cooldown_end_does_not_close_a_newer_cooldown() -> None:
 
 
 def test_a_second_cooldown_end_is_a_noop_with_its_reason() -> None:
-    g = given(CREATED, CooldownStarted(until=s(30), length_s=30), (30, CooldownEnded()),
-              (31, CooldownEnded()))
+    g = given(
+        CREATED,
+        CooldownStarted(until=s(30), length_s=30),
+        (30, CooldownEnded()),
+        (31, CooldownEnded()),
+    )
     g.then_noop("no cooldown to end")
 
 
@@ -219,11 +236,21 @@ def test_a_success_without_earlier_429s_records_nothing() -> None:
 
 
 def test_a_rate_limit_keeps_only_the_rate_limit_headers_never_credentials() -> None:
-    events = given(CREATED).when(
-        ObserveRateLimit(headers={"Retry-After": "7", "Authorization": "Bearer sk-x",
-                                  "Set-Cookie": "a=b", "X-RateLimit-Remaining-Requests": "0"},
-                         model="glm-4.7")
-    ).decided()
+    events = (
+        given(CREATED)
+        .when(
+            ObserveRateLimit(
+                headers={
+                    "Retry-After": "7",
+                    "Authorization": "Bearer sk-x",
+                    "Set-Cookie": "a=b",
+                    "X-RateLimit-Remaining-Requests": "0",
+                },
+                model="glm-4.7",
+            )
+        )
+        .decided()
+    )
     noted = events[0]
     assert isinstance(noted, RateLimited)
     assert noted.headers == {"retry-after": "7", "x-ratelimit-remaining-requests": "0"}
@@ -345,4 +372,6 @@ def test_a_probe_that_repeats_the_verdict_records_nothing() -> None:
 
 
 def test_a_probe_change_moves_the_probe_state_and_its_time() -> None:
-    given(CREATED, (12, ProbeChanged(state="degraded"))).then_state(probe="degraded", probe_since=s(12))
+    given(CREATED, (12, ProbeChanged(state="degraded"))).then_state(
+        probe="degraded", probe_since=s(12)
+    )

@@ -33,12 +33,18 @@ MODEL = "glm-4.7"
 
 
 def backend(bid: str, pool: str = "primary", **kw: object) -> Backend:
-    fields: dict[str, object] = dict(
-        id=bid, created=True, name=bid, api_base_url=f"https://{bid}/v1",
-        api_key="k1:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAAAAAA", pool=pool, rpm_limit=60,
-        model_mappings={MODEL: ModelMapping(native_id=f"{bid}/glm",
-                                            cost=Cost(input=2e-6, output=8e-6))},
-    )
+    fields: dict[str, object] = {
+        "id": bid,
+        "created": True,
+        "name": bid,
+        "api_base_url": f"https://{bid}/v1",
+        "api_key": "k1:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "pool": pool,
+        "rpm_limit": 60,
+        "model_mappings": {
+            MODEL: ModelMapping(native_id=f"{bid}/glm", cost=Cost(input=2e-6, output=8e-6))
+        },
+    }
     fields.update(kw)
     return Backend(**fields)  # type: ignore[arg-type]
 
@@ -58,8 +64,9 @@ def spent(b: Backend) -> Limits:
     return Limits(lim.normal, TokenBucket(lim.emergency.capacity, lim.emergency.rate, 0.0, NOW))
 
 
-def route(*backends: Backend, limits: dict[str, Limits] | None = None,
-          model: str = MODEL) -> Routed | Exhausted:
+def route(
+    *backends: Backend, limits: dict[str, Limits] | None = None, model: str = MODEL
+) -> Routed | Exhausted:
     return plan(backends, limits or {}, model, T0)
 
 
@@ -95,8 +102,12 @@ def test_a_backend_with_more_rpm_tokens_left_comes_first_in_its_pool() -> None:
 
 
 def test_disabled_deleted_and_unmapped_backends_are_never_candidates() -> None:
-    result = route(backend("a", enabled=False), backend("b", deleted=True),
-                   backend("c", model_mappings={}), backend("d"))
+    result = route(
+        backend("a", enabled=False),
+        backend("b", deleted=True),
+        backend("c", model_mappings={}),
+        backend("d"),
+    )
     assert ids(result) == ["d"]
 
 
@@ -190,8 +201,13 @@ def test_cost_is_tokens_times_the_price_per_token() -> None:
 
 def test_the_served_models_are_those_of_live_enabled_backends() -> None:
     other = backend("b", model_mappings={"qwen": ModelMapping(native_id="q")})
-    assert served_models([backend("a"), other, backend("c", enabled=False,
-                          model_mappings={"x": ModelMapping(native_id="x")})]) == ["glm-4.7", "qwen"]
+    assert served_models(
+        [
+            backend("a"),
+            other,
+            backend("c", enabled=False, model_mappings={"x": ModelMapping(native_id="x")}),
+        ]
+    ) == ["glm-4.7", "qwen"]
 
 
 # --- token bucket ---------------------------------------------------------------------------
@@ -216,9 +232,11 @@ def test_a_lower_rpm_limit_caps_the_tokens_of_an_existing_bucket() -> None:
 
 
 ops = st.lists(
-    st.tuples(st.floats(min_value=-5, max_value=120, allow_nan=False),
-              st.sampled_from(["take", "refill", "resize"]),
-              st.integers(min_value=0, max_value=600)),
+    st.tuples(
+        st.floats(min_value=-5, max_value=120, allow_nan=False),
+        st.sampled_from(["take", "refill", "resize"]),
+        st.integers(min_value=0, max_value=600),
+    ),
     max_size=60,
 )
 

@@ -16,14 +16,29 @@ def test_a_minimal_published_usage_event_decodes_with_defaults() -> None:
     event = codec.decode(SUBJECT, b'{"model":"glm-4.7","status":200}')
     assert event == UsageCompleted(model="glm-4.7", status=200)
     assert isinstance(event, UsageCompleted)
-    assert (event.stream, event.emergency, event.pool, event.attempt) == (False, False, "primary", 1)
+    assert (event.stream, event.emergency, event.pool, event.attempt) == (
+        False,
+        False,
+        "primary",
+        1,
+    )
 
 
 def test_a_full_usage_event_round_trips_as_a_plain_json_object() -> None:
     event = UsageCompleted(
-        model="glm-4.7", native_model="z-ai/glm4.7", status=200, prompt_tokens=120,
-        completion_tokens=30, cost=0.00048, latency_ms=812.5, ttft_ms=95.0, stream=True,
-        emergency=True, pool="fallback", request_id="req-1", attempt=2,
+        model="glm-4.7",
+        native_model="z-ai/glm4.7",
+        status=200,
+        prompt_tokens=120,
+        completion_tokens=30,
+        cost=0.00048,
+        latency_ms=812.5,
+        ttft_ms=95.0,
+        stream=True,
+        emergency=True,
+        pool="fallback",
+        request_id="req-1",
+        attempt=2,
     )
     data = codec.encode(event)
     assert msgspec.json.decode(data)["ttft_ms"] == 95.0
