@@ -66,8 +66,8 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    s = text.strip().replace("+", "-").replace("/", "_")
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    s = text.strip().rstrip("=").replace("+", "-").replace("/", "_")
+    return base64.b64decode(s + "=" * (-len(s) % 4), altchars=b"-_", validate=True)
 
 
 def key_id_of(token: str) -> str:

@@ -147,7 +147,7 @@ def test_a_keyring_refuses_to_be_pickled() -> None:
         ("", "empty"),
         ("k1", "entry 1"),
         (f"k1={base64.b64encode(b'short').decode()}", "k1 has 5 bytes"),
-        ("k1=!!!not base64!!!", "k1"),
+        ("k1=!!!not base64!!!", "k1 is not valid base64"),
         (f"{env(k1=K1)},{env(k1=K2)}", "twice"),
         (f"*{env(k1=K1)},*{env(k2=K2)}", "both marked"),
         (f"a.b={base64.b64encode(K1).decode()}", "invalid key id"),

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
+from hypothesis import given as hgiven
+from hypothesis import strategies as st
 
 from events import codec
 from events.cooldowns import backoff_s, parse_retry_after
@@ -375,3 +377,32 @@ def test_a_probe_change_moves_the_probe_state_and_its_time() -> None:
     given(CREATED, (12, ProbeChanged(state="degraded"))).then_state(
         probe="degraded", probe_since=s(12)
     )
+
+
+# --- properties -----------------------------------------------------------------------------
+
+observations = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=900, allow_nan=False),
+        st.sampled_from(
+            [{}, {"Retry-After": "2"}, {"retry-after-ms": "45000"}, {"Retry-After": "x"}]
+        ),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@hgiven(steps=observations)
+def test_decided_429s_always_fold_and_never_shorten_an_active_cooldown(steps: list) -> None:
+    g, t = given(CREATED), 0.0
+    for dt, headers in steps:
+        t += dt
+        before = g.state
+        g = run(g, ObserveRateLimit(headers=headers), t)
+        assert all(r is None for r in g.reasons), g.reasons
+        if before.cooling(s(t)):
+            assert g.state.cooldown_until is not None and before.cooldown_until is not None
+            assert g.state.cooldown_until >= before.cooldown_until
+        assert g.state.cooling(s(t)) or parse_retry_after(headers, s(t)) == 0
+        assert 1 <= g.state.consecutive_429s <= len(steps)
