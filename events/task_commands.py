@@ -169,3 +169,13 @@ TaskCommand = (
     | Unblock | Cancel | Void | Release | Reopen | Comment | AddOutput | CountRound | StartAttempt
     | FinishAttempt
 )
+
+
+# `cmd.tasks.<verb>` -> the command it carries (the request is `{"task_id": ..., **fields}`)
+VERBS: dict[str, type] = {
+    "create": Create, "claim": Claim, "start": Start, "progress": Progress, "submit": Submit,
+    "approve": Approve, "reject": Reject, "fail": Fail, "request_fixes": RequestFixes,
+    "block": Block, "unblock": Unblock, "cancel": Cancel, "void": Void, "release": Release,
+    "reopen": Reopen, "comment": Comment, "add_output": AddOutput, "count_round": CountRound,
+    "start_attempt": StartAttempt, "finish_attempt": FinishAttempt,
+}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
+import msgspec
 import pytest
 from hypothesis import given as hyp_given
 from hypothesis import settings
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from events import codec
 from events.registry import events_of
 from events.tasks import (
+    VERBS,
     AddOutput,
     AlreadyExists,
     Approve,
@@ -730,3 +732,19 @@ def test_any_sequence_of_events_folds_to_a_known_status(events: list[TaskEvent])
     g = given(*events)
     assert g.state.status in STATUSES
     assert len(g.reasons) == len(events)
+
+
+def test_every_command_has_its_verb_on_cmd_tasks() -> None:
+    assert set(VERBS.values()) == set(get_args(TaskCommand))
+    assert {"create", "claim", "start", "progress", "submit", "approve", "reject", "fail", "block",
+            "unblock", "cancel", "void", "release", "comment", "add_output", "count_round"} <= set(VERBS)
+
+
+def test_a_command_refuses_an_unknown_field_naming_it() -> None:
+    with pytest.raises(msgspec.ValidationError, match="agnet_id"):
+        msgspec.convert({"agnet_id": "architect"}, VERBS["claim"])
+
+
+@pytest.mark.parametrize("event", EVERY_EVENT, ids=lambda e: e.name)
+def test_every_event_survives_its_json_payload(event: TaskEvent) -> None:
+    assert codec.decode(f"tasks.{T1}.{event.name}", codec.encode(event)) == event
