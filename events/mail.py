@@ -223,3 +223,7 @@ def fold_inboxes(events: Iterable[tuple[str, MailEvent, datetime, int]]) -> dict
     """Each recipient's inbox from the MAIL stream's events, in stream order."""
     messages = fold_messages(events).values()
     return {agent: inbox(agent, messages) for agent in sorted({m.to for m in messages})}
+
+
+# `cmd.tasks.<verb>` for mail (the tasks service answers both); the message id travels beside
+VERBS: dict[str, type] = {"send_mail": Send, "read_mail": MarkRead}
