@@ -13,7 +13,7 @@ import re
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import nats
@@ -108,6 +108,16 @@ def translate(exc: BaseException, subject: str = "") -> EventError:
     if isinstance(exc, nats.errors.Error):
         return Unavailable(f"NATS error publishing {subject}: {exc}")
     return Unavailable(f"publishing {subject} failed: {exc!r}")
+
+
+class Append(NamedTuple):
+    """One event of an optimistic append: `expected_seq` is the aggregate's last seq seen
+    (0 for a new aggregate, None for no check)."""
+
+    aggregate_id: str
+    event: Event
+    expected_seq: int | None = None
+    msg_id: str | None = None
 
 
 class PublishError(Unavailable):
@@ -240,33 +250,48 @@ class EventClient:
         one, None for no check). Several events go as one atomic batch. A lost race raises
         Conflict with the aggregate's actual last sequence.
         """
-        if not events:
-            return []
-        if len(events) > MAX_BATCH:
-            raise ValidationError(f"at most {MAX_BATCH} events per atomic append", field="$.events")
         ids = list(msg_ids) if msg_ids is not None else [None] * len(events)
         if len(ids) != len(events):
             raise ValidationError("msg_ids must match events one to one", field="$.msg_ids")
-        base = {**trace_headers(), **(headers or {})}
-        if expected_seq is not None:
-            base[H_EXPECTED] = str(expected_seq)
-            base[H_EXPECTED_SUBJECT] = aggregate_filter(events[0].domain, aggregate_id)
-        outs = [prepare(aggregate_id, e, msg_id=i) for e, i in zip(events, ids, strict=True)]
-        if len({o.subject.split(".", 1)[0] for o in outs}) != 1:
-            raise ValidationError("an atomic append holds events of one domain", field="$.events")
-        if len(outs) == 1:
-            only = outs[0]
-            return [await self.send(Outgoing(only.subject, only.payload, {**base, **(only.headers or {})}))]
-        return await self._atomic(outs, base)
+        return await self.append_batch(
+            [Append(aggregate_id, e, expected_seq, i) for e, i in zip(events, ids, strict=True)],
+            headers=headers,
+        )
 
-    async def _atomic(self, outs: list[Outgoing], base: dict[str, str]) -> list[int]:
+    async def append_batch(self, entries: Sequence[Append], *, headers: dict[str, str] | None = None) -> list[int]:
+        """Append events of several aggregates of one stream as one atomic batch.
+
+        A decision that touches more than one aggregate (a parent task and its new fix subtasks)
+        lands entirely or not at all. The first entry of each aggregate carries its expectation;
+        JetStream checks every one against the stream as it was before the batch.
+        """
+        if not entries:
+            return []
+        if len(entries) > MAX_BATCH:
+            raise ValidationError(f"at most {MAX_BATCH} events per atomic append", field="$.events")
+        if len({e.event.domain for e in entries}) != 1:
+            raise ValidationError("an atomic append holds events of one domain", field="$.events")
+        base = {**trace_headers(), **(headers or {})}
+        outs: list[Outgoing] = []
+        checked: set[str] = set()
+        for e in entries:
+            h = dict(base)
+            if e.expected_seq is not None and e.aggregate_id not in checked:
+                checked.add(e.aggregate_id)
+                h[H_EXPECTED] = str(e.expected_seq)
+                h[H_EXPECTED_SUBJECT] = aggregate_filter(e.event.domain, e.aggregate_id)
+            outs.append(prepare(e.aggregate_id, e.event, msg_id=e.msg_id, headers=h or None))
+        if len(outs) == 1:
+            return [await self.send(outs[0])]
+        return await self._atomic(outs)
+
+    async def _atomic(self, outs: list[Outgoing]) -> list[int]:
         batch_id = uuid.uuid4().hex
         last = len(outs)
         subject = outs[0].subject
         try:
             for n, out in enumerate(outs, 1):
-                h = {**(base if n == 1 else {}), **(out.headers or {}), H_BATCH_ID: batch_id,
-                     H_BATCH_SEQ: str(n)}
+                h = {**(out.headers or {}), H_BATCH_ID: batch_id, H_BATCH_SEQ: str(n)}
                 if n < last:
                     await self.nc.publish(out.subject, out.payload, headers=h)
                 else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from events.agents import AgentHeartbeat, AgentRegistered, AgentStatusChanged, AgentUpdated
-from events.client import EventClient, Outgoing, PublishError, Refused, prepare, prepare_json
+from events.client import Append, EventClient, Outgoing, PublishError, Refused, prepare, prepare_json
 from events.errors import Conflict, Unavailable, ValidationError
 from events.streams import ensure_streams
 
@@ -118,3 +118,19 @@ async def test_a_full_window_without_acks_stops_sending_and_says_so(nats_url: st
             await c.publish_many([Outgoing("silent.x.y", b"{}")] * 5)
         assert err.value.seqs == [None, None]
         assert "window of 2 full" in str(err.value)
+
+
+async def test_an_atomic_batch_across_aggregates_checks_each_expectation(client: EventClient) -> None:
+    parent = await client.publish("parent", AgentRegistered())
+    seqs = await client.append_batch([
+        Append("parent", AgentUpdated(display_name="p"), parent),
+        Append("child-1", AgentRegistered(), 0),
+        Append("child-2", AgentRegistered(), 0),
+    ])
+    assert seqs == [2, 3, 4]
+    with pytest.raises(Conflict):
+        await client.append_batch([
+            Append("parent", AgentUpdated(display_name="q"), seqs[0]),
+            Append("child-1", AgentRegistered(), 0),  # exists already: the whole batch is refused
+        ])
+    assert (await client.js.stream_info("AGENTS")).state.messages == 4
