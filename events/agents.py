@@ -7,7 +7,9 @@ Invariants:
   (class unknown) so nothing an agent reports is lost;
 - `status_changed` only records real changes: the same status twice is a no-op with a reason;
 - per-class timing defaults (DESIGN §6) are written into the registration event itself, so a later
-  change of the defaults never rewrites history.
+  change of the defaults never rewrites history;
+- a cooldown (after a 429) is never shortened: a `cooldown_started` ending no later than the active
+  one is a no-op; `cooldown_ended` only ends an active cooldown; `woken` records each wake.
 """
 
 from __future__ import annotations
@@ -99,7 +101,35 @@ class AgentStatusChanged(AgentEvent, frozen=True, kw_only=True):
     reason: Text | None = None
 
 
-AgentEvents = AgentRegistered | AgentUpdated | AgentHeartbeat | AgentStatusChanged
+class AgentCooldownStarted(AgentEvent, frozen=True, kw_only=True):
+    """The dispatcher will not wake the agent before `until` (a 429 from its provider)."""
+
+    name: ClassVar[str] = "cooldown_started"
+    until: datetime
+    reason: Text
+    task_id: Text | None = None
+
+
+class AgentCooldownEnded(AgentEvent, frozen=True, kw_only=True):
+    name: ClassVar[str] = "cooldown_ended"
+    reason: Text | None = None
+
+
+class AgentWoken(AgentEvent, frozen=True, kw_only=True):
+    """The dispatcher woke the agent: `via` command | nats | webhook, for a task or for mail."""
+
+    name: ClassVar[str] = "woken"
+    via: Literal["command", "nats", "webhook"]
+    task_id: Text | None = None
+    session_id: Text | None = None
+    continuation: Count = 0
+    reason: Text | None = None
+
+
+AgentEvents = (
+    AgentRegistered | AgentUpdated | AgentHeartbeat | AgentStatusChanged | AgentCooldownStarted
+    | AgentCooldownEnded | AgentWoken
+)
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -122,7 +152,21 @@ class ChangeStatus(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
 
 
-AgentCommand = Register | Update | ReportHeartbeat | ChangeStatus
+class StartCooldown(msgspec.Struct, frozen=True, kw_only=True):
+    until: datetime
+    reason: str
+    task_id: str | None = None
+
+
+class EndCooldown(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str | None = None
+
+
+class RecordWake(msgspec.Struct, frozen=True, kw_only=True):
+    event: AgentWoken
+
+
+AgentCommand = Register | Update | ReportHeartbeat | ChangeStatus | StartCooldown | EndCooldown | RecordWake
 
 
 # --- state ----------------------------------------------------------------------------------
@@ -148,6 +192,8 @@ class Agent(msgspec.Struct, frozen=True, kw_only=True):
     round: int | None = None
     note: str | None = None
     heartbeats: int = 0
+    cooldown_until: datetime | None = None
+    last_woken_at: datetime | None = None
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -198,6 +244,16 @@ def decide(cmd: AgentCommand, state: Agent, now: datetime) -> list[AgentEvent]:
             if state.status == status:
                 return []
             return [AgentStatusChanged(status=status, previous=state.status, reason=reason)]
+        case StartCooldown(until=until, reason=reason, task_id=task):
+            if state.cooldown_until is not None and state.cooldown_until >= until:
+                return []  # never shorten an active cooldown
+            return [AgentCooldownStarted(until=until, reason=reason, task_id=task)]
+        case EndCooldown(reason=reason):
+            if state.cooldown_until is None:
+                return []
+            return [AgentCooldownEnded(reason=reason)]
+        case RecordWake(event=ev):
+            return [ev]
         case _:
             assert_never(cmd)
 
@@ -228,5 +284,15 @@ def evolve(state: Agent, event: AgentEvent, at: datetime) -> tuple[Agent, str | 
             if state.status == event.status:
                 return state, f"agent {state.id} is already {event.status}"
             return replace(state, status=event.status, status_since=at), None
+        case AgentCooldownStarted():
+            if state.cooldown_until is not None and state.cooldown_until >= event.until:
+                return state, f"agent {state.id} is already cooling down until {state.cooldown_until.isoformat()}"
+            return replace(state, cooldown_until=event.until), None
+        case AgentCooldownEnded():
+            if state.cooldown_until is None:
+                return state, f"agent {state.id} is not cooling down"
+            return replace(state, cooldown_until=None), None
+        case AgentWoken():
+            return replace(state, last_woken_at=at), None
         case _:
             return state, f"unhandled event {type(event).__name__}"

@@ -18,6 +18,9 @@ Tables (timestamps are TIMESTAMPTZ in UTC, all taken from the JetStream time of 
 - last_heartbeat_at: time of the last heartbeat; heartbeats: how many heartbeats so far
 - current_task, round, note: as given by the last heartbeat
 - last_seq: stream sequence of the last event about this agent (no-ops included)
+- cooldown_until: the dispatcher does not wake the agent before this time (after a 429); NULL
+  when no cooldown was started or the last one was ended
+- last_woken_at: time of the last `woken` event (the dispatcher woke the agent)
 
 `agent_heartbeats`, one row per agent and UTC minute with at least one heartbeat:
 - minute: the minute the heartbeats fell in; heartbeats: how many; last_status: status of the
@@ -68,8 +71,13 @@ DDL: list[str] = [
         dependency_wait_s INTEGER,         -- seconds waiting on dependencies before a notice
         status_since TIMESTAMPTZ,          -- JetStream time the current status began
         note VARCHAR,                      -- free text of the last heartbeat
-        last_seq BIGINT NOT NULL           -- stream seq of the last event about this agent
+        last_seq BIGINT NOT NULL,          -- stream seq of the last event about this agent
+        cooldown_until TIMESTAMPTZ,        -- not woken before this time (429 cooldown)
+        last_woken_at TIMESTAMPTZ          -- JetStream time of the last woken event
     )""",
+    # files created before the cooldown columns existed
+    "ALTER TABLE agents ADD COLUMN IF NOT EXISTS cooldown_until TIMESTAMPTZ",
+    "ALTER TABLE agents ADD COLUMN IF NOT EXISTS last_woken_at TIMESTAMPTZ",
     """CREATE TABLE IF NOT EXISTS agent_heartbeats (
         agent_id VARCHAR NOT NULL,         -- agents.id
         minute TIMESTAMPTZ NOT NULL,       -- UTC minute the heartbeats fell in
@@ -103,7 +111,8 @@ _COLUMNS: dict[str, str] = {
     "registered_at": "registered_at", "concurrency_limit": "concurrency_limit",
     "heartbeat_interval_s": "heartbeat_interval_s", "stall_warning_s": "stall_warning_s",
     "recovery_s": "recovery_s", "max_rounds": "max_rounds", "dependency_wait_s": "dependency_wait_s",
-    "status_since": "status_since", "note": "note",
+    "status_since": "status_since", "note": "note", "cooldown_until": "cooldown_until",
+    "last_woken_at": "last_woken_at",
 }
 _TS = pa.timestamp("us", tz="UTC")
 _AGENTS_SCHEMA = pa.schema([
@@ -114,6 +123,7 @@ _AGENTS_SCHEMA = pa.schema([
     ("heartbeat_interval_s", pa.int32()), ("stall_warning_s", pa.int32()),
     ("recovery_s", pa.int32()), ("max_rounds", pa.int32()), ("dependency_wait_s", pa.int32()),
     ("status_since", _TS), ("note", pa.string()), ("last_seq", pa.int64()),
+    ("cooldown_until", _TS), ("last_woken_at", _TS),
 ])
 _MINUTES_SCHEMA = pa.schema([
     ("agent_id", pa.string()), ("minute", _TS), ("heartbeats", pa.int64()), ("last_status", pa.string()),
@@ -186,8 +196,10 @@ def apply(con: duckdb.DuckDBPyConnection, batch: list[tuple[Meta, AgentEvent]]) 
 
 
 def _upsert_agents(con: duckdb.DuckDBPyConnection, agents: list[Agent], last_seq: dict[str, int]) -> None:
-    columns = [[getattr(a, field) for a in agents] for field in _COLUMNS.values()]
-    columns.append([last_seq[a.id] for a in agents])
+    columns = [
+        [last_seq[a.id] for a in agents] if c == "last_seq" else [getattr(a, _COLUMNS[c]) for a in agents]
+        for c in _AGENTS_SCHEMA.names
+    ]
     execute_with(
         con, "_agents_batch", from_columns(columns, _AGENTS_SCHEMA),
         f"INSERT OR REPLACE INTO agents ({_COLS}) SELECT {_COLS} FROM _agents_batch",

@@ -16,14 +16,20 @@ from events.agents import (
     CLASS_DEFAULTS,
     Agent,
     AgentCommand,
+    AgentCooldownEnded,
+    AgentCooldownStarted,
     AgentEvent,
     AgentHeartbeat,
     AgentRegistered,
     AgentRuleError,
     AgentStatusChanged,
     AgentUpdated,
+    AgentWoken,
     AlreadyRegistered,
     ChangeStatus,
+    EndCooldown,
+    RecordWake,
+    StartCooldown,
     NotRegistered,
     Register,
     ReportHeartbeat,
@@ -278,3 +284,45 @@ def test_events_decided_from_a_heartbeat_fold_without_a_noop() -> None:
         state, reason = evolve(state, e, g.now)
         assert reason is None, reason
     assert state.status == "idle" and state.heartbeats == 2
+
+
+# --- cooldowns and wakes (the dispatcher's decisions) -----------------------------------------
+
+
+def test_a_429_starts_a_cooldown() -> None:
+    given(REGISTERED).when(StartCooldown(until=at(10), reason="api_error", task_id="T1")).then(
+        AgentCooldownStarted(until=at(10), reason="api_error", task_id="T1")
+    )
+
+
+def test_a_cooldown_is_never_shortened() -> None:
+    g = given(AgentCooldownStarted(until=at(30), reason="api_error"))
+    g.when(StartCooldown(until=at(20), reason="api_error")).then()
+    g.when(StartCooldown(until=at(40), reason="api_error")).then(
+        AgentCooldownStarted(until=at(40), reason="api_error")
+    )
+
+
+def test_a_shorter_cooldown_that_raced_in_is_a_noop_with_its_reason() -> None:
+    g = given(
+        AgentCooldownStarted(until=at(30), reason="api_error"),
+        AgentCooldownStarted(until=at(20), reason="api_error"),
+    )
+    g.then_state(cooldown_until=at(30))
+    g.then_noop("already cooling down")
+
+
+def test_only_an_active_cooldown_can_end() -> None:
+    given(REGISTERED).when(EndCooldown(reason="expired")).then()
+    g = given(AgentCooldownStarted(until=at(30), reason="api_error"))
+    g.when(EndCooldown(reason="expired")).then(AgentCooldownEnded(reason="expired"))
+    ended = given(AgentCooldownStarted(until=at(30), reason="api_error"), AgentCooldownEnded())
+    ended.then_state(cooldown_until=None)
+    again = given(AgentCooldownStarted(until=at(30), reason="api_error"), AgentCooldownEnded(), AgentCooldownEnded())
+    again.then_noop("not cooling down")
+
+
+def test_a_wake_is_recorded_with_its_time() -> None:
+    woken = AgentWoken(via="command", task_id="T1", session_id="s1")
+    given(REGISTERED).when(RecordWake(event=woken)).then(woken)
+    given(REGISTERED, woken).then_state(last_woken_at=at(1))

@@ -8,11 +8,14 @@ from typing import Any
 import pytest
 
 from events.agents import (
+    AgentCooldownEnded,
+    AgentCooldownStarted,
     AgentEvent,
     AgentHeartbeat,
     AgentRegistered,
     AgentStatusChanged,
     AgentUpdated,
+    AgentWoken,
 )
 from events.meta import Meta
 from projections import agents
@@ -135,3 +138,16 @@ def test_named_queries_answer_by_id(store: Store) -> None:
     assert got["id"] == "b"
     ts = con.sql(agents.QUERIES["heartbeat_timestamps"]).fetchall()
     assert ts == [("a", (T0 + timedelta(seconds=2)).timestamp()), ("b", (T0 + timedelta(seconds=1)).timestamp())]
+
+
+def test_cooldown_and_wake_columns_follow_the_events(store: Store) -> None:
+    until = T0 + timedelta(minutes=5)
+    g = Given()("a", AgentHeartbeat(status="idle"))("a", AgentWoken(via="command", task_id="T1"), 1)
+    g("a", AgentCooldownStarted(until=until, reason="api_error"), 2)
+    apply(store, g)
+    assert rows(store, "SELECT cooldown_until, last_woken_at FROM agents") == [
+        {"cooldown_until": until, "last_woken_at": T0 + timedelta(seconds=1)}
+    ]
+    g.items.clear()
+    apply(store, g("a", AgentCooldownEnded(reason="expired"), 3))
+    assert rows(store, "SELECT cooldown_until FROM agents") == [{"cooldown_until": None}]
