@@ -1,0 +1,275 @@
+"""The tasks command service: `cmd.tasks.<verb>` for tasks and mail (DESIGN §3, §5).
+
+A request is `{"task_id": ..., **fields}` (mail: `{"message_id": ..., **fields}`); `create` and
+`send_mail` make up an id when none is given. For each command: the state from the in-memory fold
+(`services.tasks_fold`), the pure `decide`, then every emitted event appended as ONE atomic batch
+with each aggregate's last seq as its expectation (0 for a new one). A lost race (`Conflict`)
+waits until the fold holds the winner's events and decides again, at most `MAX_TRIES` times, so a
+second claimer is told who won. The reply goes out only after JetStream acked:
+
+    {"ok": true, "seq": N, "events": [{"subject", "seq", "event", "data"}], "task": {...}}
+    {"ok": false, "error": {"code": "conflict|not_found|invalid|unavailable", "message", "field"?}}
+
+Subscriptions use the queue group `agentledger-tasks`, so replicas share the work; OCC keeps
+them from ever deciding twice on the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from opentelemetry import propagate, trace
+
+from events import codec, mail, tasks
+from events.client import H_ACTOR, H_CAUSATION, Append, EventClient
+from events.errors import Conflict, EventError, Unavailable, ValidationError
+from events.subjects import build, check_id, command
+from services.settings import Settings
+from services.tasks_fold import Fold
+
+log = logging.getLogger(__name__)
+
+QUEUE = "agentledger-tasks"
+MAX_TRIES = 5
+MAX_IN_FLIGHT = 512
+TASK_VERBS: dict[str, type] = tasks.VERBS
+MAIL_VERBS: dict[str, type] = mail.VERBS
+VERBS = (*TASK_VERBS, *MAIL_VERBS)
+_ACTOR_FIELDS = ("agent_id", "by", "author", "from_agent")
+_encoder = msgspec.json.Encoder()
+_tracer = trace.get_tracer(__name__)
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def error_body(code: str, message: str, field: str | None = None) -> bytes:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        err["field"] = field
+    return _encoder.encode({"ok": False, "error": err})
+
+
+def _event_rows(domain: str, emitted: list[Any], seqs: list[int]) -> list[dict[str, Any]]:
+    return [
+        {"subject": build(domain, e[0], e[1].name), "seq": s, "event": e[1].name, "data": e[1]}
+        for e, s in zip(emitted, seqs, strict=True)
+    ]
+
+
+class TasksService:
+    """Answers the commands of one NATS connection from one fold; run it with `run`."""
+
+    def __init__(self, nc: NATS, *, timeout: float = 5.0, max_tries: int = MAX_TRIES) -> None:
+        self.nc = nc
+        self.timeout = timeout
+        self.max_tries = max_tries
+        self.client = EventClient(nc, timeout=timeout)
+        self.fold = Fold(nc)
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Fold the streams, then answer commands until cancelled."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.fold.run)
+            try:
+                for verb in VERBS:
+                    self._subs.append(await self.nc.subscribe(command("tasks", verb), queue=QUEUE, cb=self._on_msg))
+                log.info("tasks service answering %s on cmd.tasks.* (queue %s)", ", ".join(VERBS), QUEUE)
+                task_status.started()
+                await anyio.sleep_forever()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for sub in self._subs:
+                        try:
+                            await sub.unsubscribe()
+                        except Exception:  # noqa: BLE001  (closing connection)
+                            pass
+                    self._subs.clear()
+                    if self._tasks:
+                        await asyncio.wait(list(self._tasks), timeout=self.timeout)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        await self._slots.acquire()  # holds the subscription back when too much is in flight
+        task = asyncio.create_task(self._answer(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _answer(self, msg: Msg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        headers = msg.headers or {}
+        ctx = propagate.extract(headers) if "traceparent" in headers else None
+        with _tracer.start_as_current_span(f"cmd.tasks.{verb}", context=ctx, kind=trace.SpanKind.SERVER) as span:
+            try:
+                body = await self.execute(verb, msg.data, headers)
+            except CommandError as exc:
+                span.set_attribute("agentledger.error_code", exc.code)
+                body = error_body(exc.code, exc.message, exc.field)
+            except Exception as exc:  # a bug: say so, keep serving
+                log.exception("cmd.tasks.%s failed", verb)
+                span.record_exception(exc)
+                body = error_body("unavailable", f"internal error in cmd.tasks.{verb}: {exc!r}")
+        if msg.reply:
+            try:
+                await msg.respond(body)
+            except Exception as exc:  # noqa: BLE001  (requester gone, connection closing)
+                log.debug("cmd.tasks.%s: reply not sent: %s", verb, exc)
+
+    # -- one command ---------------------------------------------------------------------------
+
+    async def execute(self, verb: str, data: bytes, headers: dict[str, str] | None = None) -> bytes:
+        """Decode, decide, append (with retries), and return the encoded reply."""
+        if verb in TASK_VERBS:
+            cls, id_field, prefix = TASK_VERBS[verb], "task_id", "T"
+        elif verb in MAIL_VERBS:
+            cls, id_field, prefix = MAIL_VERBS[verb], "message_id", "M"
+        else:
+            raise CommandError("invalid", f"unknown command cmd.tasks.{verb}; known: {', '.join(VERBS)}")
+        fields = _object(data)
+        agg = fields.pop(id_field, None)
+        if agg is None and verb in ("create", "send_mail"):
+            agg = new_id(prefix)
+        if agg is None:
+            raise CommandError("invalid", f"missing required field `{id_field}`", f"$.{id_field}")
+        try:
+            check_id(agg, id_field)
+            cmd = msgspec.convert(fields, cls)
+        except ValidationError as exc:
+            raise CommandError("invalid", exc.message, exc.field) from None
+        except msgspec.ValidationError as exc:
+            err = codec.validation_error(exc, cls=cls)
+            raise CommandError("invalid", err.message, err.field) from None
+        span = trace.get_current_span()
+        span.set_attribute(f"agentledger.{id_field}", agg)
+        actor = (headers or {}).get(H_ACTOR) or next(
+            (v for f in _ACTOR_FIELDS if isinstance(v := getattr(cmd, f, None), str)), None
+        )
+        out = {H_ACTOR: actor} if actor else {}
+        if causation := (headers or {}).get(H_CAUSATION):
+            out[H_CAUSATION] = causation
+        if id_field == "task_id":
+            return await self._task(cmd, agg, out)
+        return await self._mail(cmd, agg, out)
+
+    async def _task(self, cmd: Any, task_id: str, headers: dict[str, str]) -> bytes:
+        fold = self.fold
+        last: Conflict | None = None
+        for _ in range(self.max_tries):
+            now = datetime.now(UTC)
+            try:
+                emitted = tasks.decide(cmd, fold.task(task_id), fold.board, now)
+            except tasks.TaskRuleError as exc:
+                raise CommandError(exc.code, str(exc)) from None
+            if not emitted:
+                return self._task_reply(task_id, [], [], fold.task_seq.get(task_id, 0))
+            entries = [Append(e.task_id, e.event, fold.task_seq.get(e.task_id, 0)) for e in emitted]
+            try:
+                seqs = await self.client.append_batch(entries, headers=headers)
+            except Conflict as exc:
+                last = exc
+                await self._catch_up("tasks", exc)
+                continue
+            except EventError as exc:
+                raise CommandError(_code(exc), str(exc)) from None
+            fold.apply_tasks(emitted, seqs, now)
+            return self._task_reply(task_id, emitted, seqs, seqs[-1])
+        state = fold.task(task_id)
+        holder = f", claimed by {state.claimed_by}" if state.claimed_by else ""
+        raise CommandError("conflict", f"task {task_id} is {state.status}{holder}: still changing "
+                                       f"after {self.max_tries} tries ({last})")
+
+    def _task_reply(self, task_id: str, emitted: list[Any], seqs: list[int], seq: int) -> bytes:
+        return _encoder.encode({"ok": True, "seq": seq, "events": _event_rows("tasks", emitted, seqs),
+                                "task": self.fold.task(task_id)})
+
+    async def _mail(self, cmd: Any, message_id: str, headers: dict[str, str]) -> bytes:
+        fold = self.fold
+        last: Conflict | None = None
+        for _ in range(self.max_tries):
+            now = datetime.now(UTC)
+            reply_to = getattr(cmd, "in_reply_to", None)
+            original = fold.messages.get(reply_to) if reply_to else None
+            try:
+                emitted = mail.decide(cmd, fold.message(message_id), now, original)
+            except mail.MailRuleError as exc:
+                raise CommandError(exc.code, str(exc)) from None
+            seq = fold.message_seq.get(message_id, 0)
+            seqs: list[int] = []
+            if emitted:
+                entries = [Append(e.message_id, e.event, fold.message_seq.get(e.message_id, 0)) for e in emitted]
+                try:
+                    seqs = await self.client.append_batch(entries, headers=headers)
+                except Conflict as exc:
+                    last = exc
+                    await self._catch_up("mail", exc)
+                    continue
+                except EventError as exc:
+                    raise CommandError(_code(exc), str(exc)) from None
+                fold.apply_mail(emitted, seqs, now)
+                seq = seqs[-1]
+            return _encoder.encode({"ok": True, "seq": seq, "events": _event_rows("mail", emitted, seqs),
+                                    "message": fold.message(message_id)})
+        raise CommandError("conflict", f"message {message_id} still changing after {self.max_tries} tries ({last})")
+
+    async def _catch_up(self, domain: str, exc: Conflict) -> None:
+        trace.get_current_span().add_event("conflict", {"last_seq": exc.last_seq or 0})
+        try:
+            await self.fold.reach(domain, exc.last_seq, self.timeout)
+        except Unavailable as err:
+            raise CommandError("unavailable", str(err)) from None
+
+
+def _object(data: bytes) -> dict[str, Any]:
+    try:
+        fields = msgspec.json.decode(data) if data else {}
+    except msgspec.DecodeError as exc:
+        raise CommandError("invalid", f"malformed JSON: {exc}", "$") from None
+    if not isinstance(fields, dict):
+        raise CommandError("invalid", f"expected a JSON object, got {type(fields).__name__}", "$")
+    return fields
+
+
+def _code(exc: EventError) -> str:
+    if isinstance(exc, ValidationError):
+        return "invalid"
+    return "unavailable"
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Connect, make sure the streams exist, answer `cmd.tasks.*` until cancelled."""
+    from events.streams import ensure_streams
+    from services.projector import connect
+
+    nc = await connect(settings, "agentledger-tasks")
+    try:
+        await ensure_streams(nc.jetstream(), **settings.stream_options())
+        await TasksService(nc, timeout=settings.request_timeout_s).run(task_status=task_status)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await nc.close()
