@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from projections import agents
+from projections import agents, tasks
 
-PROJECTIONS: dict[str, ModuleType] = {m.NAME: m for m in (agents,)}
+PROJECTIONS: dict[str, ModuleType] = {m.NAME: m for m in (agents, tasks)}
 
 
 class UnknownProjection(KeyError):
