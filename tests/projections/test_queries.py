@@ -92,8 +92,8 @@ async def test_a_slow_query_times_out(settings, host_nc, client: EventClient, qu
 
 
 async def test_unknown_projection_and_query_are_not_found(fleet: None, queries: QueryClient) -> None:
-    for call in (queries.sql("tasks", "SELECT 1"), queries.query("tasks", "list"),
-                 queries.query("agents", "nope"), queries.snapshot("tasks")):
+    for call in (queries.sql("nothing", "SELECT 1"), queries.query("nothing", "list"),
+                 queries.query("agents", "nope"), queries.snapshot("nothing")):
         with pytest.raises(QueryError) as err:
             await call
         assert err.value.code == "not_found"
