@@ -10,7 +10,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -46,6 +46,21 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_body_bytes: Positive = 1024 * 1024
     max_events_per_request: Positive = 1000
     log_level: str = "INFO"
+    # dispatcher: how agents are woken (off: not at all), the wake command template with
+    # {agent_id} {task_id} {message} {session_id}, or the webhook; agent runs and 429 cooldowns
+    dispatch_mode: Literal["off", "command", "nats", "webhook"] = "off"
+    dispatch_command: str | None = None
+    dispatch_webhook_url: str | None = None
+    dispatch_interval_s: PositiveF = 5.0
+    agent_timeout_s: PositiveF = 630.0
+    max_monitor_timeouts: Positive = 3
+    agent_cooldown_s: PositiveF = 300.0
+
+    def __post_init__(self) -> None:
+        if self.dispatch_mode == "command" and not self.dispatch_command:
+            raise ValueError("dispatch_command is required when dispatch_mode is command - at `$.dispatch_command`")
+        if self.dispatch_mode == "webhook" and not self.dispatch_webhook_url:
+            raise ValueError("dispatch_webhook_url is required when dispatch_mode is webhook - at `$.dispatch_webhook_url`")
 
     @property
     def home_path(self) -> Path:

@@ -57,12 +57,18 @@ def embedded_server(settings: Settings) -> EmbeddedNats:
     )
 
 
-def default_services() -> dict[str, Service]:
-    """The services `up` runs, in start order (imported late: they pull in DuckDB and aiohttp)."""
+def default_services(settings: Settings | None = None) -> dict[str, Service]:
+    """The services `up` runs, in start order (imported late: they pull in DuckDB and aiohttp);
+    the dispatcher last, and only when `dispatch_mode` is not off."""
     from services import projector
     from services.gateway import app as gateway
 
-    return {"projector": projector.serve, "gateway": gateway.serve}
+    services: dict[str, Service] = {"projector": projector.serve, "gateway": gateway.serve}
+    if settings is not None and settings.dispatch_mode != "off":
+        from services import dispatcher
+
+        services["dispatcher"] = dispatcher.serve
+    return services
 
 
 async def run(
@@ -72,7 +78,7 @@ async def run(
     task_status: anyio.abc.TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run everything until cancelled; `task_status.started(Running)` once all services are up."""
-    services = default_services() if services is None else services
+    services = default_services(settings) if services is None else services
     server = embedded_server(settings) if settings.nats_url is None else None
     try:
         if server is not None:

@@ -1,0 +1,161 @@
+"""The dispatcher's I/O parts: the tasks command path, a task's own fold, and one watched process.
+
+- `TaskCommands` speaks the command service's contract (`cmd.tasks.<verb>`, request
+  `{"task_id": ..., **fields}`, reply `{"ok": true, "seq", "events", "task"}` or
+  `{"ok": false, "error": {"code", "message"}}`), with a `Nats-Msg-Id` header on policy decisions.
+- `task_history` folds one task's events straight from the TASKS stream (direct gets by subject),
+  so the status at exit is the stream's truth, not a read model that may lag behind.
+- `watch` runs a wake command and waits for it within the agent timeout, up to the monitor
+  timeout limit, keeping the tail of its output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+
+from events import codec, tasks
+from events.attempts import classify_timeout
+from events.client import H_MSG_ID
+from events.streams import stream_name
+from events.subjects import aggregate_filter, command
+from services.dispatch_policy import STREAM_TAIL
+
+log = logging.getLogger(__name__)
+
+
+class CommandRefused(Exception):
+    """The command service said no; `code` is its error code (conflict, not_found, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class TaskCommands:
+    def __init__(self, nc: NATS, timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.timeout = timeout
+
+    async def send(self, verb: str, task_id: str, *, msg_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        body = msgspec.json.encode({"task_id": task_id, **{k: v for k, v in fields.items() if v is not None}})
+        headers = {H_MSG_ID: msg_id} if msg_id else None
+        try:
+            msg = await self.nc.request(command("tasks", verb), body, timeout=self.timeout, headers=headers)
+        except nats.errors.NoRespondersError:
+            raise CommandRefused("unavailable", f"no tasks command service answers {verb}") from None
+        except nats.errors.TimeoutError:
+            raise CommandRefused("timeout", f"the tasks command service did not answer {verb} in time") from None
+        reply: dict[str, Any] = msgspec.json.decode(msg.data)
+        if not reply.get("ok"):
+            err = reply.get("error") or {}
+            raise CommandRefused(err.get("code", "internal"), err.get("message", f"{verb} refused"))
+        return reply
+
+
+class History(NamedTuple):
+    task: tasks.Task
+    # (seq, event) after `since`
+    events: list[tuple[int, tasks.TaskEvent]]
+
+
+async def task_history(nc: NATS, task_id: str, since: int = 0, timeout: float = 5.0) -> History:
+    """Fold every event of `task_id`; also return the events after stream seq `since`."""
+    js = nc.jetstream(timeout=timeout)
+    stream, subject = stream_name("tasks"), aggregate_filter("tasks", task_id)
+    state, later, seq = tasks.initial_state(task_id), [], 1
+    while True:
+        try:
+            raw = await js.get_msg(stream, seq=seq, subject=subject, next=True)
+        except nats.js.errors.NotFoundError:
+            return History(state, later)
+        event = codec.decode(raw.subject, raw.data)  # type: ignore[arg-type]
+        state, _ = tasks.evolve(state, event, raw.time or datetime.now().astimezone(), raw.seq)  # type: ignore[arg-type]
+        if raw.seq > since:  # type: ignore[operator]
+            later.append((raw.seq, event))
+        seq = raw.seq + 1  # type: ignore[operator]
+
+
+class Exit(NamedTuple):
+    """How a watched process ended: `exit_code` None when it was killed after `verdict`."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration_ms: int
+    verdict: str | None  # a TimeoutVerdict other than "wait" when the process outlived the limit
+    monitor_timeouts: int
+
+
+async def _drain(stream: asyncio.StreamReader | None, keep: deque[bytes], size: list[int]) -> None:
+    """Read to EOF, keeping only the last STREAM_TAIL bytes."""
+    if stream is None:
+        return
+    while chunk := await stream.read(4096):
+        keep.append(chunk)
+        size[0] += len(chunk)
+        while size[0] - len(keep[0]) >= STREAM_TAIL:
+            size[0] -= len(keep.popleft())
+
+
+def _text(keep: deque[bytes]) -> str:
+    return b"".join(keep)[-STREAM_TAIL:].decode("utf-8", "replace")
+
+
+async def watch(argv: list[str], *, timeout_s: float, max_monitor_timeouts: int) -> Exit:
+    """Run `argv` (never through a shell) until it exits or outlives `max_monitor_timeouts`
+    agent timeouts; then it is killed and `verdict` says why."""
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    out: deque[bytes] = deque()
+    err: deque[bytes] = deque()
+    readers = asyncio.gather(_drain(proc.stdout, out, [0]), _drain(proc.stderr, err, [0]))
+    waiting = asyncio.ensure_future(asyncio.gather(readers, proc.wait()))
+    timeouts, verdict = 0, None
+    try:
+        while True:
+            done, _ = await asyncio.wait([waiting], timeout=timeout_s)
+            if done:
+                break
+            timeouts += 1
+            verdict = classify_timeout(timeouts, max_monitor_timeouts=max_monitor_timeouts)
+            log.warning("dispatch: pid %d outlived the agent timeout (%d/%d): %s",
+                        proc.pid, timeouts, max_monitor_timeouts, verdict)
+            if verdict != "wait":
+                _kill(proc)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(waiting), 10.0)
+                break
+            verdict = None
+    finally:
+        if proc.returncode is None:  # cancelled: never leave an agent process behind
+            _kill(proc)
+            waiting.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(proc.wait())
+    duration = int((time.monotonic() - started) * 1000)
+    code = None if verdict is not None else proc.returncode
+    return Exit(code, _text(out), _text(err), duration, verdict, timeouts)
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    import os
+    import signal
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: children go too
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
