@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from events.client import EventClient
 from projections.protocol import QueryClient
 from services import telemetry
-from services.gateway import agents, events, health, queries
+from services.gateway import agents, events, health, mail, queries, tasks
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.tracing import tracing_middleware
@@ -36,6 +36,15 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/events", events.post_events),
         web.get("/api/agents", agents.list_agents),
         web.get("/api/agents/{id}", agents.get_agent),
+        web.get("/api/agents/{id}/inbox", mail.get_inbox),
+        web.post("/api/tasks", tasks.create_task),
+        web.get("/api/tasks", tasks.list_tasks),
+        web.get("/api/tasks/actionable", tasks.actionable_tasks),  # before /api/tasks/{id}
+        web.get("/api/tasks/{id}", tasks.get_task),
+        web.get("/api/tasks/{id}/tree", tasks.get_tree),
+        web.post("/api/tasks/{id}/{verb}", tasks.task_command),
+        web.post("/api/mail", mail.send_mail),
+        web.post("/api/mail/{id}/read", mail.read_mail),
         web.get("/api/rejects", queries.get_rejects),
         web.post("/api/sql", queries.post_sql),
     ]
