@@ -94,6 +94,7 @@ class TasksService:
             try:
                 for verb in VERBS:
                     self._subs.append(await self.nc.subscribe(command("tasks", verb), queue=QUEUE, cb=self._on_msg))
+                await _barrier(self.nc, self.timeout)
                 log.info("tasks service answering %s on cmd.tasks.* (queue %s)", ", ".join(VERBS), QUEUE)
                 task_status.started()
                 await anyio.sleep_forever()
@@ -154,6 +155,10 @@ class TasksService:
             agg = new_id(prefix)
         if agg is None:
             raise CommandError("invalid", f"missing required field `{id_field}`", f"$.{id_field}")
+        if unknown := [k for k in fields if k not in cls.__struct_encode_fields__]:
+            allowed = ", ".join(sorted((id_field, *cls.__struct_encode_fields__)))
+            raise CommandError("invalid", f"unknown field {unknown[0]!r} for cmd.tasks.{verb}; allowed: {allowed}",
+                               f"$.{unknown[0]}")
         try:
             check_id(agg, id_field)
             cmd = msgspec.convert(fields, cls)
@@ -240,6 +245,20 @@ class TasksService:
             await self.fold.reach(domain, exc.last_seq, self.timeout)
         except Unavailable as err:
             raise CommandError("unavailable", str(err)) from None
+
+
+async def _barrier(nc: NATS, timeout: float) -> None:
+    """Return once the server has processed everything this connection sent before.
+
+    Not `nc.flush()`: nats-py 2.16 writes its PING straight to the socket, ahead of SUBs still
+    queued, so the PONG can come back before the server knows our subscriptions (and a request
+    right after `started` meets "no responders"). Our own message on a fresh inbox travels the
+    same queue as the SUBs, so its arrival proves they were processed.
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=1)
+    await nc.publish(inbox, b"")
+    await sub.next_msg(timeout=timeout)
 
 
 def _object(data: bytes) -> dict[str, Any]:
