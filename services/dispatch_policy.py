@@ -103,8 +103,10 @@ def parse_meta(stdout: str) -> Meta:
         meta = data.get("meta") if isinstance(data.get("meta"), dict) else data
         duration = meta.get("durationMs")
         return Meta(
-            _text(meta.get("transport")), _text(meta.get("fallbackReason")),
-            int(duration) if isinstance(duration, (int, float)) and duration >= 0 else None, meta,
+            _text(meta.get("transport")),
+            _text(meta.get("fallbackReason")),
+            int(duration) if isinstance(duration, (int, float)) and duration >= 0 else None,
+            meta,
         )
     return Meta(None, None, None, None)
 
@@ -150,7 +152,11 @@ HTTP:
 
 
 def task_prompt(
-    task: Mapping[str, Any], agent_id: str, http_url: str, *, continuation: int = 0,
+    task: Mapping[str, Any],
+    agent_id: str,
+    http_url: str,
+    *,
+    continuation: int = 0,
     max_continuations: int = 3,
 ) -> str:
     """The wake message for a task: what to do, and how to say how it went."""
@@ -181,6 +187,6 @@ any open status -> failed. You are holding it now ({task.get("status", "claimed"
 def mail_prompt(agent_id: str, unread: int, http_url: str) -> str:
     return f"""You have {unread} unread message(s).
 Read them:   agentledger mail inbox --agent {agent_id}
-             curl {http_url.rstrip('/')}/api/agents/{agent_id}/inbox
+             curl {http_url.rstrip("/")}/api/agents/{agent_id}/inbox
 Reply with:  agentledger mail send --from {agent_id} --to <sender> --type inform --in-reply-to <id> "<text>"
 Do not change any task's status for a message; the system does that."""

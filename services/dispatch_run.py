@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections import deque
 from datetime import datetime
@@ -47,15 +49,25 @@ class TaskCommands:
         self.nc = nc
         self.timeout = timeout
 
-    async def send(self, verb: str, task_id: str, *, msg_id: str | None = None, **fields: Any) -> dict[str, Any]:
-        body = msgspec.json.encode({"task_id": task_id, **{k: v for k, v in fields.items() if v is not None}})
+    async def send(
+        self, verb: str, task_id: str, *, msg_id: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        body = msgspec.json.encode(
+            {"task_id": task_id, **{k: v for k, v in fields.items() if v is not None}}
+        )
         headers = {H_MSG_ID: msg_id} if msg_id else None
         try:
-            msg = await self.nc.request(command("tasks", verb), body, timeout=self.timeout, headers=headers)
+            msg = await self.nc.request(
+                command("tasks", verb), body, timeout=self.timeout, headers=headers
+            )
         except nats.errors.NoRespondersError:
-            raise CommandRefused("unavailable", f"no tasks command service answers {verb}") from None
+            raise CommandRefused(
+                "unavailable", f"no tasks command service answers {verb}"
+            ) from None
         except nats.errors.TimeoutError:
-            raise CommandRefused("timeout", f"the tasks command service did not answer {verb} in time") from None
+            raise CommandRefused(
+                "timeout", f"the tasks command service did not answer {verb} in time"
+            ) from None
         reply: dict[str, Any] = msgspec.json.decode(msg.data)
         if not reply.get("ok"):
             err = reply.get("error") or {}
@@ -117,8 +129,11 @@ async def watch(argv: list[str], *, timeout_s: float, max_monitor_timeouts: int)
     agent timeouts; then it is killed and `verdict` says why."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
     out: deque[bytes] = deque()
     err: deque[bytes] = deque()
@@ -132,8 +147,13 @@ async def watch(argv: list[str], *, timeout_s: float, max_monitor_timeouts: int)
                 break
             timeouts += 1
             verdict = classify_timeout(timeouts, max_monitor_timeouts=max_monitor_timeouts)
-            log.warning("dispatch: pid %d outlived the agent timeout (%d/%d): %s",
-                        proc.pid, timeouts, max_monitor_timeouts, verdict)
+            log.warning(
+                "dispatch: pid %d outlived the agent timeout (%d/%d): %s",
+                proc.pid,
+                timeouts,
+                max_monitor_timeouts,
+                verdict,
+            )
             if verdict != "wait":
                 _kill(proc)
                 with contextlib.suppress(Exception):
@@ -152,9 +172,6 @@ async def watch(argv: list[str], *, timeout_s: float, max_monitor_timeouts: int)
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:
-    import os
-    import signal
-
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # its own session: children go too
     with contextlib.suppress(ProcessLookupError):

@@ -27,24 +27,22 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import anyio
-import msgspec
 from anyio.abc import TaskStatus
 from nats.aio.client import Client as NATS
 from opentelemetry import trace
 
-from events import tasks
-from events.agents import AgentCooldownEnded, AgentCooldownStarted, AgentWoken
-from events.attempts import MAX_CONTINUATIONS, classify, follow_up, status_at_exit
+from events.agents import AgentCooldownEnded, AgentWoken
+from events.attempts import MAX_CONTINUATIONS
 from events.client import EventClient
-from events.subjects import check_id
 from projections.protocol import QueryClient, QueryError
 from services import dispatch_policy as policy
-from services.dispatch_run import CommandRefused, Exit, TaskCommands, task_history, watch
+from services.dispatch_outcome import Settling, settle
+from services.dispatch_run import CommandRefused, Exit, TaskCommands, watch
+from services.dispatch_wake import WakeFailed, Waker
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,13 +50,10 @@ _tracer = trace.get_tracer(__name__)
 ACTIONABLE_LIMIT = 5
 
 
-def wake_subject(agent_id: str) -> str:
-    """Core NATS, outside every stream's subjects: a wake is a signal, the `woken` event the record."""
-    return f"wake.{check_id(agent_id, 'agent_id')}"
-
-
 class Dispatcher:
-    def __init__(self, settings: Settings, nc: NATS, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, nc: NATS, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.settings = settings
         self.mode = settings.dispatch_mode
         if self.mode == "command":
@@ -71,7 +66,7 @@ class Dispatcher:
         self.running: dict[str, int] = {}
         self.watched: set[asyncio.Task[Any]] = set()
         self.mail_woken: dict[str, int] = {}
-        self.http: aiohttp.ClientSession | None = None
+        self.waker = Waker(self.mode, nc, settings.dispatch_webhook_url, settings.request_timeout_s)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -82,11 +77,16 @@ class Dispatcher:
         for a in agents:
             if policy.cooldown_expired(a, now):
                 until = a["cooldown_until"]
-                await self.events.publish(a["id"], AgentCooldownEnded(reason="expired"),
-                                          msg_id=f"dispatch:cooldown_ended:{a['id']}:{until}")
+                await self.events.publish(
+                    a["id"],
+                    AgentCooldownEnded(reason="expired"),
+                    msg_id=f"dispatch:cooldown_ended:{a['id']}:{until}",
+                )
         woke = []
         for agent in policy.wakeable(agents, self.running, now):
-            rows = (await self.queries.query("tasks", "actionable", agent=agent, limit=ACTIONABLE_LIMIT)).records()
+            rows = (
+                await self.queries.query("tasks", "actionable", agent=agent, limit=ACTIONABLE_LIMIT)
+            ).records()
             for row in rows:
                 if await self.claim(agent, row["id"]):
                     self._spawn(self.dispatch(agent, row))
@@ -113,7 +113,9 @@ class Dispatcher:
 
     async def _mail(self, agent: str) -> bool:
         try:
-            unread = policy.unread_mail((await self.queries.query("tasks", "inbox", agent=agent)).records())
+            unread = policy.unread_mail(
+                (await self.queries.query("tasks", "inbox", agent=agent)).records()
+            )
         except QueryError as exc:
             log.warning("dispatch: inbox of %s unavailable: %s", agent, exc)
             return False
@@ -127,7 +129,9 @@ class Dispatcher:
             self._spawn(self._mail_run(agent, session, message))
         else:
             await self.wake(agent, None, session, message)
-        await self.events.publish(agent, AgentWoken(via=self.mode, session_id=session, reason="mail"))  # type: ignore[arg-type]
+        await self.events.publish(
+            agent, AgentWoken(via=self.mode, session_id=session, reason="mail")
+        )  # type: ignore[arg-type]
         return True
 
     async def _mail_run(self, agent: str, session: str, message: str) -> None:
@@ -145,23 +149,58 @@ class Dispatcher:
         session, continuation = str(uuid.uuid4()), 0
         try:
             while True:
-                with _tracer.start_as_current_span("dispatch", attributes={
-                    "agentledger.agent_id": agent, "agentledger.task_id": tid,
-                    "agentledger.session_id": session, "agentledger.continuation": continuation,
-                }) as span:
+                with _tracer.start_as_current_span(
+                    "dispatch",
+                    attributes={
+                        "agentledger.agent_id": agent,
+                        "agentledger.task_id": tid,
+                        "agentledger.session_id": session,
+                        "agentledger.continuation": continuation,
+                    },
+                ) as span:
                     started = await self.commands.send(
-                        "start_attempt", tid, agent_id=agent, session_id=session, continuation=continuation)
+                        "start_attempt",
+                        tid,
+                        agent_id=agent,
+                        session_id=session,
+                        continuation=continuation,
+                    )
                     attempt = int(started["task"]["attempts"])
-                    message = policy.task_prompt(task, agent, self.settings.http_url,
-                                                 continuation=continuation, max_continuations=MAX_CONTINUATIONS)
-                    await self.events.publish(agent, AgentWoken(
-                        via=self.mode, task_id=tid, session_id=session, continuation=continuation, reason="task",  # type: ignore[arg-type]
-                    ), msg_id=policy.decision_id("woken", tid, attempt))
-                    if self.mode != "command":
-                        await self.wake(agent, tid, session, message)
-                        return None
-                    done = await self._watch(agent, tid, session, message)
-                    outcome = await self._finish(agent, tid, attempt, started["seq"], done, continuation)
+                    message = policy.task_prompt(
+                        task,
+                        agent,
+                        self.settings.http_url,
+                        continuation=continuation,
+                        max_continuations=MAX_CONTINUATIONS,
+                    )
+                    woken = AgentWoken(
+                        via=self.mode,  # type: ignore[arg-type]
+                        task_id=tid,
+                        session_id=session,
+                        continuation=continuation,
+                        reason="task",
+                    )
+                    woken_id = policy.decision_id("woken", tid, attempt)
+                    try:
+                        if self.mode != "command":
+                            await self.wake(agent, tid, session, message)
+                            await self.events.publish(agent, woken, msg_id=woken_id)
+                            return None
+                        await self.events.publish(agent, woken, msg_id=woken_id)
+                        done = await self._watch(agent, tid, session, message)
+                    except (OSError, WakeFailed) as exc:  # nobody runs it: give the task back
+                        log.error("dispatch: waking %s for %s failed: %s", agent, tid, exc)
+                        await self.commands.send(
+                            "release",
+                            tid,
+                            msg_id=policy.decision_id("release", tid, attempt),
+                            reason=f"wake_failed: {exc}"[:2000],
+                            agent_id=agent,
+                        )
+                        return "wake_failed"
+                    outcome = await self._finish(
+                        agent, tid, attempt, started["seq"], done, continuation
+                    )
                     span.set_attribute("agentledger.outcome", outcome)
                 if outcome != "continue":
                     return outcome
@@ -173,64 +212,38 @@ class Dispatcher:
             self.running[agent] -= 1
 
     async def _watch(self, agent: str, tid: str, session: str, message: str) -> Exit:
-        argv = policy.command_line(self.settings.dispatch_command or "", agent_id=agent, task_id=tid,
-                                   session_id=session, message=message)
-        return await watch(argv, timeout_s=self.settings.agent_timeout_s,
-                           max_monitor_timeouts=self.settings.max_monitor_timeouts)
+        argv = policy.command_line(
+            self.settings.dispatch_command or "",
+            agent_id=agent,
+            task_id=tid,
+            session_id=session,
+            message=message,
+        )
+        return await watch(
+            argv,
+            timeout_s=self.settings.agent_timeout_s,
+            max_monitor_timeouts=self.settings.max_monitor_timeouts,
+        )
 
-    async def _finish(self, agent: str, tid: str, attempt: int, since: int, done: Exit, continuation: int) -> str:
-        """Classify, record `attempt_finished`, apply the follow-up; `continue` when the same
-        session goes on, else the outcome."""
-        history = await task_history(self.nc, tid, since=since)
-        state = history.task
-        failed = any(isinstance(e, tasks.TaskFailed) for _, e in history.events)
-        at_exit = status_at_exit(state.status, failed)
-        meta = policy.parse_meta(done.stdout)
-        if done.verdict is not None:
-            outcome = done.verdict
-        else:
-            outcome = classify(done.exit_code or 0, done.stderr, meta.raw, at_exit)
-        fu = follow_up(outcome, continuation)  # type: ignore[arg-type]
-        log.info("dispatch: %s on %s attempt %d: %s (exit %s) -> %s", agent, tid, attempt, outcome,
-                 done.exit_code, fu.action)
-        recorded = any(isinstance(e, tasks.TaskAttemptFinished) and e.attempt == attempt for _, e in history.events)
-        if not recorded:
-            error = done.stderr[-policy.ERROR_CHARS:] or None if outcome != "completed" else None
-            await self.commands.send(
-                "finish_attempt", tid, msg_id=policy.decision_id("finished", tid, attempt),
-                agent_id=agent, outcome=outcome, exit_code=done.exit_code, transport=meta.transport,
-                fallback_reason=meta.fallback_reason, duration_ms=meta.duration_ms or done.duration_ms,
-                task_status_at_exit=at_exit, error=error,
-            )
-        holds = state.status in ("claimed", "working") and state.claimed_by == agent
-        if fu.cooldown:
-            until = self.clock() + timedelta(seconds=self.settings.agent_cooldown_s)
-            await self.events.publish(agent, AgentCooldownStarted(until=until, reason=outcome, task_id=tid),
-                                      msg_id=policy.decision_id("cooldown", tid, attempt))
-        if fu.action == "release" and holds:
-            await self.commands.send("release", tid, msg_id=policy.decision_id("release", tid, attempt),
-                                     reason=fu.reason, agent_id=agent)
-        elif fu.action == "fail" and holds:
-            await self.commands.send("fail", tid, msg_id=policy.decision_id("fail", tid, attempt),
-                                     error=fu.reason, kind="system", agent_id=agent)
-        elif fu.action == "continue":
-            if holds:
-                return "continue"
-            log.info("dispatch: %s no longer holds %s (%s): no continuation", agent, tid, state.status)
-        return outcome
-
-    # -- waking runtimes that are not our child processes ----------------------------------
+    async def _finish(
+        self, agent: str, tid: str, attempt: int, since: int, done: Exit, continuation: int
+    ) -> str:
+        return await settle(
+            Settling(
+                self.nc, self.commands, self.events, self.clock, self.settings.agent_cooldown_s
+            ),
+            agent,
+            tid,
+            attempt,
+            since,
+            done,
+            continuation,
+        )
 
     async def wake(self, agent: str, tid: str | None, session: str, message: str) -> None:
-        body = {"agent_id": agent, "task_id": tid, "session_id": session, "message": message}
-        if self.mode == "nats":
-            await self.nc.publish(wake_subject(agent), msgspec.json.encode(body))
-        elif self.mode == "webhook":
-            if self.http is None:
-                self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_s))
-            async with self.http.post(self.settings.dispatch_webhook_url or "", json=body) as resp:
-                if resp.status >= 300:
-                    raise CommandRefused("unavailable", f"wake webhook answered {resp.status} for {agent}")
+        await self.waker.wake(
+            {"agent_id": agent, "task_id": tid, "session_id": session, "message": message}
+        )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -247,11 +260,12 @@ class Dispatcher:
                     t.cancel()
                 if self.watched:
                     await asyncio.wait(list(self.watched))
-                if self.http is not None:
-                    await self.http.close()
+                await self.waker.close()
 
 
-async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+async def serve(
+    settings: Settings, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     """Connect and dispatch until cancelled (`dispatch_mode` off: only wait)."""
     from services.projector import connect
 

@@ -23,13 +23,14 @@ import pytest
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from events import tasks
+from events import codec, tasks
 from events.agents import AgentCooldownStarted, AgentHeartbeat, AgentWoken
 from events.client import EventClient
 from events.streams import stream_name
 from services import dispatch_policy as policy
-from services.dispatch_run import task_history, watch
-from services.dispatcher import Dispatcher, wake_subject
+from services.dispatch_run import Exit, History, task_history, watch
+from services.dispatch_wake import wake_subject
+from services.dispatcher import Dispatcher
 from services.settings import Settings
 from tests.polling import eventually
 
@@ -41,15 +42,22 @@ AGENT = "coder"
 # --- pure: who may be woken, with what words, by which argv ----------------------------------
 
 
-def agent(id: str, status: str = "idle", limit: int = 1, cooldown: datetime | None = None) -> dict[str, Any]:
+def agent(
+    id: str, status: str = "idle", limit: int = 1, cooldown: datetime | None = None
+) -> dict[str, Any]:
     return {"id": id, "status": status, "concurrency_limit": limit, "cooldown_until": cooldown}
 
 
 def test_only_idle_agents_out_of_cooldown_and_below_their_limit_are_woken() -> None:
     agents = [
-        agent("b"), agent("a"), agent("busy", "busy"), agent("off", "offline"),
-        agent("cold", cooldown=NOW + timedelta(seconds=1)), agent("warm", cooldown=NOW),
-        agent("full", limit=2), agent("room", limit=2),
+        agent("b"),
+        agent("a"),
+        agent("busy", "busy"),
+        agent("off", "offline"),
+        agent("cold", cooldown=NOW + timedelta(seconds=1)),
+        agent("warm", cooldown=NOW),
+        agent("full", limit=2),
+        agent("room", limit=2),
     ]
     assert policy.wakeable(agents, {"full": 2, "room": 1}, NOW) == ["a", "b", "room", "warm"]
 
@@ -63,10 +71,22 @@ def test_an_expired_cooldown_is_noticed() -> None:
 def test_the_command_template_is_split_before_it_is_filled_so_no_shell_reads_the_message() -> None:
     argv = policy.command_line(
         "openclaw agent --agent {agent_id} --session-id {session_id} --message {message} --json",
-        agent_id="coder", session_id="s1", task_id="T1", message="do it; rm -rf / && echo 'x'",
+        agent_id="coder",
+        session_id="s1",
+        task_id="T1",
+        message="do it; rm -rf / && echo 'x'",
     )
-    assert argv == ["openclaw", "agent", "--agent", "coder", "--session-id", "s1",
-                    "--message", "do it; rm -rf / && echo 'x'", "--json"]
+    assert argv == [
+        "openclaw",
+        "agent",
+        "--agent",
+        "coder",
+        "--session-id",
+        "s1",
+        "--message",
+        "do it; rm -rf / && echo 'x'",
+        "--json",
+    ]
 
 
 def test_a_template_with_an_unknown_placeholder_is_refused_naming_it() -> None:
@@ -85,12 +105,24 @@ def test_the_meta_is_the_last_json_line_of_stdout() -> None:
 
 
 def test_the_wake_prompt_carries_the_task_and_the_three_ways_to_report_back() -> None:
-    task = {"id": "T1", "title": "Build it", "description": "the thing", "must_haves": "tests",
-            "success_criteria": "green"}
+    task = {
+        "id": "T1",
+        "title": "Build it",
+        "description": "the thing",
+        "must_haves": "tests",
+        "success_criteria": "green",
+    }
     text = policy.task_prompt(task, "coder", "http://127.0.0.1:8080")
-    for part in ("T1", "Build it", "the thing", "tests", "green",
-                 "agentledger tasks submit T1 --agent coder", "TaskClient(nc)",
-                 "curl -X POST http://127.0.0.1:8080/api/tasks/T1/submit"):
+    for part in (
+        "T1",
+        "Build it",
+        "the thing",
+        "tests",
+        "green",
+        "agentledger tasks submit T1 --agent coder",
+        "TaskClient(nc)",
+        "curl -X POST http://127.0.0.1:8080/api/tasks/T1/submit",
+    ):
         assert part in text
     assert "continuation 2 of 3" in policy.task_prompt(task, "coder", "http://h", continuation=2)
 
@@ -104,9 +136,14 @@ def test_policy_decisions_have_stable_ids() -> None:
 
 
 async def test_a_process_that_outlives_the_monitor_limit_is_killed() -> None:
-    done = await watch([sys.executable, "-c", "import time; time.sleep(60)"],
-                       timeout_s=0.2, max_monitor_timeouts=2)
-    assert (done.exit_code, done.verdict, done.monitor_timeouts) == (None, "max_monitor_timeouts", 2)
+    done = await watch(
+        [sys.executable, "-c", "import time; time.sleep(60)"], timeout_s=0.2, max_monitor_timeouts=2
+    )
+    assert (done.exit_code, done.verdict, done.monitor_timeouts) == (
+        None,
+        "max_monitor_timeouts",
+        2,
+    )
 
 
 async def test_output_is_kept_bounded() -> None:
@@ -147,12 +184,20 @@ async def in_task(run: Callable[..., Awaitable[Any]]) -> AsyncIterator[None]:
 def settings_for(tmp_path: Path, nats_url: str, **more: Any) -> Settings:
     state = tmp_path / "agent-state"
     state.mkdir(exist_ok=True)
-    template = (f"{sys.executable} {FAKE} --nats {nats_url} --state {state} --agent {{agent_id}} "
-                "--task {task_id} --session {session_id} --message {message}")
+    template = (
+        f"{sys.executable} {FAKE} --nats {nats_url} --state {state} --agent {{agent_id}} "
+        "--task {task_id} --session {session_id} --message {message}"
+    )
     values: dict[str, Any] = {
-        "home": str(tmp_path), "nats_url": nats_url, "dispatch_mode": "command",
-        "dispatch_command": template, "agent_timeout_s": 1.0, "max_monitor_timeouts": 2,
-        "batch_ms": 20, "dispatch_interval_s": 0.1, **more,
+        "home": str(tmp_path),
+        "nats_url": nats_url,
+        "dispatch_mode": "command",
+        "dispatch_command": template,
+        "agent_timeout_s": 1.0,
+        "max_monitor_timeouts": 2,
+        "batch_ms": 20,
+        "dispatch_interval_s": 0.1,
+        **more,
     }
     return Settings(**values)
 
@@ -171,7 +216,9 @@ async def stack(tmp_path: Path, nats_url: str, client: EventClient) -> AsyncIter
 
 
 class Stack:
-    def __init__(self, settings: Settings, nc: NATS, d: Dispatcher, client: EventClient, state: Path) -> None:
+    def __init__(
+        self, settings: Settings, nc: NATS, d: Dispatcher, client: EventClient, state: Path
+    ) -> None:
         self.settings, self.nc, self.d, self.client, self.state = settings, nc, d, client, state
 
     async def create(self, task_id: str, **fields: Any) -> dict[str, Any]:
@@ -183,36 +230,51 @@ class Stack:
         assert await self.d.claim(AGENT, task_id)
         return await self.d.dispatch(AGENT, created["task"])
 
-    async def history(self, task_id: str) -> tasks.History:  # type: ignore[name-defined]
+    async def history(self, task_id: str) -> History:
         return await task_history(self.nc, task_id)
 
     async def finished(self, task_id: str) -> list[tasks.TaskAttemptFinished]:
-        return [e for _, e in (await self.history(task_id)).events if isinstance(e, tasks.TaskAttemptFinished)]
+        return [
+            e
+            for _, e in (await self.history(task_id)).events
+            if isinstance(e, tasks.TaskAttemptFinished)
+        ]
 
     async def started(self, task_id: str) -> list[tasks.TaskAttemptStarted]:
-        return [e for _, e in (await self.history(task_id)).events if isinstance(e, tasks.TaskAttemptStarted)]
+        return [
+            e
+            for _, e in (await self.history(task_id)).events
+            if isinstance(e, tasks.TaskAttemptStarted)
+        ]
 
     async def agent_events(self, agent_id: str = AGENT) -> list[Any]:
-        from services.dispatch_run import History  # noqa: F401  (same direct-get walk, agents stream)
-        from events import codec
-
         js, out, seq = self.nc.jetstream(), [], 1
         while True:
             try:
-                raw = await js.get_msg(stream_name("agents"), seq=seq, subject=f"agents.{agent_id}.*", next=True)
+                raw = await js.get_msg(
+                    stream_name("agents"), seq=seq, subject=f"agents.{agent_id}.*", next=True
+                )
             except nats.js.errors.NotFoundError:
                 return out
             out.append(codec.decode(raw.subject, raw.data))
             seq = raw.seq + 1
 
     def messages(self, session_id: str) -> list[str]:
-        return [json.loads(line) for line in (self.state / f"{session_id}.messages").read_text().splitlines()]
+        return [
+            json.loads(line)
+            for line in (self.state / f"{session_id}.messages").read_text().splitlines()
+        ]
 
 
 async def test_completed_is_recorded_and_the_task_waits_for_review(stack: Stack) -> None:
     assert await stack.run("completed-1") == "completed"
     (fin,) = await stack.finished("completed-1")
-    assert (fin.outcome, fin.exit_code, fin.transport, fin.task_status_at_exit) == ("completed", 0, "gateway", "review")
+    assert (fin.outcome, fin.exit_code, fin.transport, fin.task_status_at_exit) == (
+        "completed",
+        0,
+        "gateway",
+        "review",
+    )
     assert fin.duration_ms == 42
     assert (await stack.history("completed-1")).task.status == "review"
     woken = [e for e in await stack.agent_events() if isinstance(e, AgentWoken)]
@@ -221,9 +283,14 @@ async def test_completed_is_recorded_and_the_task_waits_for_review(stack: Stack)
     assert "work on completed-1" in message and "/api/tasks/completed-1/submit" in message
 
 
-async def test_a_gateway_timeout_continues_the_same_session_which_then_completes(stack: Stack) -> None:
+async def test_a_gateway_timeout_continues_the_same_session_which_then_completes(
+    stack: Stack,
+) -> None:
     assert await stack.run("continued-1") == "completed"
-    assert [f.outcome for f in await stack.finished("continued-1")] == ["gateway_timeout", "completed"]
+    assert [f.outcome for f in await stack.finished("continued-1")] == [
+        "gateway_timeout",
+        "completed",
+    ]
     started = await stack.started("continued-1")
     assert [s.continuation for s in started] == [0, 1]
     assert started[0].session_id == started[1].session_id
@@ -232,7 +299,9 @@ async def test_a_gateway_timeout_continues_the_same_session_which_then_completes
     assert (await stack.history("continued-1")).task.status == "review"
 
 
-async def test_a_session_that_keeps_timing_out_fails_after_three_continuations(stack: Stack) -> None:
+async def test_a_session_that_keeps_timing_out_fails_after_three_continuations(
+    stack: Stack,
+) -> None:
     assert await stack.run("gateway_timeout-1") == "gateway_timeout"
     assert [f.outcome for f in await stack.finished("gateway_timeout-1")] == ["gateway_timeout"] * 4
     events = (await stack.history("gateway_timeout-1")).events
@@ -255,7 +324,9 @@ async def test_a_429_puts_the_task_back_to_pending_and_cools_the_agent_down(stac
 async def test_an_auth_failure_fails_the_task_as_a_system_error(stack: Stack) -> None:
     assert await stack.run("auth_failed-1") == "auth_failed"
     events = [e for _, e in (await stack.history("auth_failed-1")).events]
-    assert [f.outcome for f in events if isinstance(f, tasks.TaskAttemptFinished)] == ["auth_failed"]
+    assert [f.outcome for f in events if isinstance(f, tasks.TaskAttemptFinished)] == [
+        "auth_failed"
+    ]
     (failed,) = [e for e in events if isinstance(e, tasks.TaskFailed)]
     assert (failed.error, failed.kind, failed.agent_id) == ("auth_failed", "system", AGENT)
 
@@ -274,23 +345,27 @@ async def test_an_unknown_crash_and_an_unexpected_fallback_fail_the_task(stack: 
     assert await stack.run("agent_error-1") == "agent_error"
     assert await stack.run("fallback-1") == "fallback_timeout"
     for tid, error in (("agent_error-1", "agent_error"), ("fallback-1", "unexpected_fallback")):
-        (failed,) = [e for _, e in (await stack.history(tid)).events if isinstance(e, tasks.TaskFailed)]
+        (failed,) = [
+            e for _, e in (await stack.history(tid)).events if isinstance(e, tasks.TaskFailed)
+        ]
         assert failed.error == error
 
 
-async def test_a_hanging_agent_is_killed_after_the_monitor_limit_and_its_task_fails(stack: Stack) -> None:
+async def test_a_hanging_agent_is_killed_after_the_monitor_limit_and_its_task_fails(
+    stack: Stack,
+) -> None:
     assert await stack.run("hang-1") == "max_monitor_timeouts"
     (fin,) = await stack.finished("hang-1")
     assert fin.outcome == "max_monitor_timeouts" and fin.exit_code is None
-    (failed,) = [e for _, e in (await stack.history("hang-1")).events if isinstance(e, tasks.TaskFailed)]
+    (failed,) = [
+        e for _, e in (await stack.history("hang-1")).events if isinstance(e, tasks.TaskFailed)
+    ]
     assert failed.error == "max_monitor_timeouts"
 
 
 async def test_the_outcome_is_not_recorded_twice_for_one_attempt(stack: Stack) -> None:
     await stack.run("completed-2")
     (start,) = await stack.started("completed-2")
-    from services.dispatch_run import Exit
-
     again = Exit(0, '{"transport": "gateway"}', "", 1, None, 0)
     await stack.d._finish(AGENT, "completed-2", start.attempt, 0, again, 0)
     assert len(await stack.finished("completed-2")) == 1
@@ -351,16 +426,52 @@ async def test_nats_and_webhook_modes_publish_the_wake_and_record_woken(
         wake = msgspec.json.decode((await sub.next_msg(timeout=10)).data)
         assert wake["task_id"] == "wake-1" and "wake-1" in wake["message"]
 
-        hooked = Dispatcher(settings_for(tmp_path, nats_url, dispatch_mode="webhook",
-                                         dispatch_webhook_url=f"http://127.0.0.1:{port}/wake"), stack.nc)
+        hooked = Dispatcher(
+            settings_for(
+                tmp_path,
+                nats_url,
+                dispatch_mode="webhook",
+                dispatch_webhook_url=f"http://127.0.0.1:{port}/wake",
+            ),
+            stack.nc,
+        )
         created = await stack.create("wake-2")
         assert await hooked.claim(AGENT, "wake-2")
         await hooked.dispatch(AGENT, created["task"])
         assert [g["task_id"] for g in got] == ["wake-2"]
-        if hooked.http is not None:
-            await hooked.http.close()
+        await hooked.waker.close()
         woken = [e for e in await stack.agent_events() if isinstance(e, AgentWoken)]
         assert [(w.via, w.task_id) for w in woken] == [("nats", "wake-1"), ("webhook", "wake-2")]
         assert [s.agent_id for s in await stack.started("wake-2")] == [AGENT]
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_wake_that_cannot_be_delivered_gives_the_task_back(
+    stack: Stack, tmp_path: Path, nats_url: str
+) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_post("/wake", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        url = f"http://127.0.0.1:{port}/wake"
+        d = Dispatcher(
+            settings_for(tmp_path, nats_url, dispatch_mode="webhook", dispatch_webhook_url=url),
+            stack.nc,
+        )
+        created = await stack.create("wake-3")
+        assert await d.claim(AGENT, "wake-3")
+        assert await d.dispatch(AGENT, created["task"]) == "wake_failed"
+        await d.waker.close()
+        task = (await stack.history("wake-3")).task
+        assert task.status == "pending" and (task.status_reason or "").startswith("wake_failed")
+        assert not [e for e in await stack.agent_events() if isinstance(e, AgentWoken)]
     finally:
         await runner.cleanup()
