@@ -132,6 +132,7 @@ def report_back(task_id: str, agent_id: str, http_url: str) -> str:
 CLI:
     agentledger tasks start {task_id} --agent {agent_id}
     agentledger tasks progress {task_id} --agent {agent_id} --progress 50 --note "<what is done>"
+    agentledger tasks add_output {task_id} --agent {agent_id} --type code --title "<title>" --content "<content>"
     agentledger tasks submit {task_id} --agent {agent_id} --summary "<what you delivered>"
     agentledger tasks fail {task_id} --agent {agent_id} --error "<why it cannot be done>"
 Python SDK:
@@ -142,7 +143,7 @@ Python SDK:
     await tasks.submit("{task_id}", agent_id="{agent_id}", summary="<what you delivered>")
 HTTP:
     curl -X POST {api}/start -H 'Content-Type: application/json' -d '{{"agent_id": "{agent_id}"}}'
-    curl -X POST {api}/outputs -H 'Content-Type: application/json' \\
+    curl -X POST {api}/add_output -H 'Content-Type: application/json' \\
       -d '{{"agent_id": "{agent_id}", "type": "code", "title": "<title>", "content": "<content>"}}'
     curl -X POST {api}/submit -H 'Content-Type: application/json' \\
       -d '{{"agent_id": "{agent_id}", "summary": "<what you delivered>"}}'
@@ -186,7 +187,9 @@ any open status -> failed. You are holding it now ({task.get("status", "claimed"
 
 def mail_prompt(agent_id: str, unread: int, http_url: str) -> str:
     return f"""You have {unread} unread message(s).
-Read them:   agentledger mail inbox --agent {agent_id}
+Read them:   agentledger mail inbox {agent_id}
              curl {http_url.rstrip("/")}/api/agents/{agent_id}/inbox
-Reply with:  agentledger mail send --from {agent_id} --to <sender> --type inform --in-reply-to <id> "<text>"
+Mark read:   agentledger mail read <message id> --agent {agent_id}
+Reply with:  agentledger mail send --from {agent_id} --to <sender> --performative inform \\
+               --in-reply-to <message id> --subject "<subject>" --body "<text>"
 Do not change any task's status for a message; the system does that."""
