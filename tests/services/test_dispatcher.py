@@ -475,3 +475,23 @@ async def test_a_wake_that_cannot_be_delivered_gives_the_task_back(
         assert not [e for e in await stack.agent_events() if isinstance(e, AgentWoken)]
     finally:
         await runner.cleanup()
+
+
+def test_settings_name_what_a_dispatch_mode_needs() -> None:
+    from services.settings import SettingsError, load
+
+    with pytest.raises(SettingsError, match="dispatch_command"):
+        load(env={"AGENTLEDGER_DISPATCH_MODE": "command"})
+    with pytest.raises(SettingsError, match="dispatch_webhook_url"):
+        load(env={"AGENTLEDGER_DISPATCH_MODE": "webhook"})
+    with pytest.raises(SettingsError, match="AGENTLEDGER_DISPATCH_MODE"):
+        load(env={"AGENTLEDGER_DISPATCH_MODE": "sometimes"})
+    s = load(env={})
+    assert (s.dispatch_mode, s.agent_timeout_s, s.max_monitor_timeouts) == ("off", 630.0, 3)
+
+
+def test_up_runs_the_dispatcher_only_when_it_is_configured() -> None:
+    from services.up import default_services
+
+    assert "dispatcher" not in default_services(Settings())
+    assert "dispatcher" in default_services(Settings(dispatch_mode="nats"))
