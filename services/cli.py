@@ -18,7 +18,7 @@ import anyio
 
 from services import cli_commands as commands
 from services import cli_output as show
-from services import logs
+from services import cli_tasks, logs
 from services.settings import Settings, SettingsError, load
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -113,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--projection", default=None)
     c.add_argument("--limit", type=int, default=100)
     c.add_argument("--json", action="store_true")
+
+    cli_tasks.add_parsers(sub, common)
     return p
 
 
