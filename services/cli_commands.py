@@ -76,6 +76,13 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         target: Callable[..., Awaitable[Any]] = gateway.serve
         what = f"gateway listening on {settings.http_url}"
+    elif args.service == "tasks":
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        from services import tasks
+
+        target = tasks.serve
+        what = "tasks service answering on cmd.tasks.*"
     else:
         from projections import catalog
         from services import projector

@@ -60,10 +60,12 @@ def embedded_server(settings: Settings) -> EmbeddedNats:
 def default_services(settings: Settings | None = None) -> dict[str, Service]:
     """The services `up` runs, in start order (imported late: they pull in DuckDB and aiohttp);
     the dispatcher last, and only when `dispatch_mode` is not off."""
-    from services import projector
+    from services import projector, tasks
     from services.gateway import app as gateway
 
-    services: dict[str, Service] = {"projector": projector.serve, "gateway": gateway.serve}
+    services: dict[str, Service] = {
+        "projector": projector.serve, "tasks": tasks.serve, "gateway": gateway.serve
+    }
     if settings is not None and settings.dispatch_mode != "off":
         from services import dispatcher
 

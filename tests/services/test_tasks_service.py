@@ -234,3 +234,11 @@ async def test_decisions_carry_the_actor_and_a_span(client: EventClient, nats_ur
         assert stored.headers and stored.headers["Agl-Actor"] == actor
     names = [s.name for s in spans.get_finished_spans()]
     assert "cmd.tasks.create" in names and "cmd.tasks.claim" in names
+
+
+def test_up_runs_the_tasks_service_before_the_gateway() -> None:
+    from services.settings import Settings
+    from services.up import default_services
+
+    names = list(default_services(Settings()))
+    assert names.index("projector") < names.index("tasks") < names.index("gateway")
