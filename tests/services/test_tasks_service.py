@@ -236,7 +236,7 @@ async def test_decisions_carry_the_actor_and_a_span(client: EventClient, nats_ur
     assert "cmd.tasks.create" in names and "cmd.tasks.claim" in names
 
 
-def test_up_runs_the_tasks_service_before_the_gateway() -> None:
+async def test_up_runs_the_tasks_service_before_the_gateway() -> None:
     from services.settings import Settings
     from services.up import default_services
 
