@@ -1,8 +1,7 @@
 """The dispatcher's I/O parts: the tasks command path, a task's own fold, and one watched process.
 
-- `TaskCommands` speaks the command service's contract (`cmd.tasks.<verb>`, request
-  `{"task_id": ..., **fields}`, reply `{"ok": true, "seq", "events", "task"}` or
-  `{"ok": false, "error": {"code", "message"}}`), with a `Nats-Msg-Id` header on policy decisions.
+- `TaskCommands` sends commands through the SDK's `TaskClient` (`cmd.tasks.<verb>`) with a
+  `Nats-Msg-Id` header on policy decisions, and turns a refusal into one error with its code.
 - `task_history` folds one task's events straight from the TASKS stream (direct gets by subject),
   so the status at exit is the stream's truth, not a read model that may lag behind.
 - `watch` runs a wake command and waits for it within the agent timeout, up to the monitor
@@ -21,16 +20,16 @@ from collections import deque
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import msgspec
-import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 
 from events import codec, tasks
 from events.attempts import classify_timeout
 from events.client import H_MSG_ID
+from events.errors import Conflict, EventError, ValidationError
 from events.streams import stream_name
-from events.subjects import aggregate_filter, command
+from events.subjects import aggregate_filter
+from events.task_client import NotFound, TaskClient
 from services.dispatch_policy import STREAM_TAIL
 
 log = logging.getLogger(__name__)
@@ -45,34 +44,22 @@ class CommandRefused(Exception):
 
 
 class TaskCommands:
+    """`TaskClient` with a `Nats-Msg-Id` on policy decisions and one error carrying the code."""
+
     def __init__(self, nc: NATS, timeout: float = 10.0) -> None:
-        self.nc = nc
-        self.timeout = timeout
+        self.client = TaskClient(nc, timeout=timeout)
 
     async def send(
         self, verb: str, task_id: str, *, msg_id: str | None = None, **fields: Any
     ) -> dict[str, Any]:
-        body = msgspec.json.encode(
-            {"task_id": task_id, **{k: v for k, v in fields.items() if v is not None}}
-        )
-        headers = {H_MSG_ID: msg_id} if msg_id else None
+        body = {"task_id": task_id, **{k: v for k, v in fields.items() if v is not None}}
         try:
-            msg = await self.nc.request(
-                command("tasks", verb), body, timeout=self.timeout, headers=headers
-            )
-        except nats.errors.NoRespondersError:
-            raise CommandRefused(
-                "unavailable", f"no tasks command service answers {verb}"
-            ) from None
-        except nats.errors.TimeoutError:
-            raise CommandRefused(
-                "timeout", f"the tasks command service did not answer {verb} in time"
-            ) from None
-        reply: dict[str, Any] = msgspec.json.decode(msg.data)
-        if not reply.get("ok"):
-            err = reply.get("error") or {}
-            raise CommandRefused(err.get("code", "internal"), err.get("message", f"{verb} refused"))
-        return reply
+            return await self.client.command(verb, body, {H_MSG_ID: msg_id} if msg_id else None)
+        except EventError as exc:
+            raise CommandRefused(_CODES.get(type(exc), "unavailable"), str(exc)) from None
+
+
+_CODES: dict[type, str] = {Conflict: "conflict", NotFound: "not_found", ValidationError: "invalid"}
 
 
 class History(NamedTuple):
