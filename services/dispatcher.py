@@ -201,7 +201,10 @@ class Dispatcher:
                     outcome = await self._finish(
                         agent, tid, attempt, started["seq"], done, continuation
                     )
-                    span.set_attribute("agentledger.outcome", outcome)
+                    span.set_attribute(  # only a gateway timeout continues
+                        "agentledger.outcome",
+                        "gateway_timeout" if outcome == "continue" else outcome,
+                    )
                 if outcome != "continue":
                     return outcome
                 continuation += 1

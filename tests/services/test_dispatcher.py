@@ -495,3 +495,15 @@ def test_up_runs_the_dispatcher_only_when_it_is_configured() -> None:
 
     assert "dispatcher" not in default_services(Settings())
     assert "dispatcher" in default_services(Settings(dispatch_mode="nats"))
+
+
+async def test_each_dispatch_is_a_span_with_its_outcome(stack: Stack, spans: Any) -> None:
+    await stack.run("continued-2")
+    mine = [s for s in spans.get_finished_spans() if s.name == "dispatch"]
+    assert [
+        (s.attributes["agentledger.continuation"], s.attributes["agentledger.outcome"])
+        for s in mine
+    ] == [
+        (0, "gateway_timeout"),
+        (1, "completed"),
+    ]
