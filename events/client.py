@@ -309,3 +309,17 @@ class EventClient:
             raise Unavailable(f"unexpected atomic batch ack for {subject}: {reply}")
         end = int(reply["seq"])
         return list(range(end - last + 1, end + 1))
+
+
+async def barrier(nc: NATS, timeout: float) -> None:
+    """Return once the server has processed everything this connection sent before.
+
+    Not `nc.flush()`: nats-py 2.16 writes its PING straight to the socket, ahead of SUBs still
+    queued, so the PONG can come back before the server knows our subscriptions (and a request
+    right after `started` meets "no responders"). Our own message on a fresh inbox travels the
+    same queue as the SUBs, so its arrival proves they were processed.
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=1)
+    await nc.publish(inbox, b"")
+    await sub.next_msg(timeout=timeout)

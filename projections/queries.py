@@ -21,6 +21,7 @@ from anyio.abc import TaskStatus
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from events.client import barrier
 from events.subjects import query as query_subject
 from projections.protocol import QueryError, QueryRequest, decode_request, encode_reply, error_reply
 from projections.store import Store
@@ -124,7 +125,7 @@ class Responder:
                 tg.start_soon(self.handle, msg)
 
             sub = await self.nc.subscribe(self.subject, cb=on_request)
-            await self.nc.flush()
+            await barrier(self.nc, self.timeout_s)
             log.info("answering queries on %s", self.subject)
             task_status.started()
             try:

@@ -31,7 +31,7 @@ from nats.aio.subscription import Subscription
 from opentelemetry import propagate, trace
 
 from events import codec, mail, tasks
-from events.client import H_ACTOR, H_CAUSATION, Append, EventClient
+from events.client import H_ACTOR, H_CAUSATION, Append, EventClient, barrier
 from events.errors import Conflict, EventError, Unavailable, ValidationError
 from events.subjects import build, check_id, command
 from services.settings import Settings
@@ -94,7 +94,7 @@ class TasksService:
             try:
                 for verb in VERBS:
                     self._subs.append(await self.nc.subscribe(command("tasks", verb), queue=QUEUE, cb=self._on_msg))
-                await _barrier(self.nc, self.timeout)
+                await barrier(self.nc, self.timeout)
                 log.info("tasks service answering %s on cmd.tasks.* (queue %s)", ", ".join(VERBS), QUEUE)
                 task_status.started()
                 await anyio.sleep_forever()
@@ -245,20 +245,6 @@ class TasksService:
             await self.fold.reach(domain, exc.last_seq, self.timeout)
         except Unavailable as err:
             raise CommandError("unavailable", str(err)) from None
-
-
-async def _barrier(nc: NATS, timeout: float) -> None:
-    """Return once the server has processed everything this connection sent before.
-
-    Not `nc.flush()`: nats-py 2.16 writes its PING straight to the socket, ahead of SUBs still
-    queued, so the PONG can come back before the server knows our subscriptions (and a request
-    right after `started` meets "no responders"). Our own message on a fresh inbox travels the
-    same queue as the SUBs, so its arrival proves they were processed.
-    """
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, max_msgs=1)
-    await nc.publish(inbox, b"")
-    await sub.next_msg(timeout=timeout)
 
 
 def _object(data: bytes) -> dict[str, Any]:

@@ -241,11 +241,15 @@ async def test_service_error_codes_map_to_http_statuses(bare: Client, client: Ev
     seen: list[dict[str, Any]] = []
 
     async def answer(msg: Any) -> None:
+        if msg.data == b"probe":
+            await msg.respond(b"pong")
+            return
         seen.append(orjson.loads(msg.data))
         await msg.respond(orjson.dumps({"ok": False, "error": {"code": code, "message": f"said {code}", "field": "$.x"}}))
 
     sub = await client.nc.subscribe("cmd.tasks.claim", cb=answer)
-    await client.nc.flush()
+    # a round trip on the same connection proves the server has the subscription (flush does not)
+    await client.nc.request("cmd.tasks.claim", b"probe", timeout=5)
     try:
         r = await bare.post("/api/tasks/T1/claim", json={"agent_id": "a"})
     finally:
