@@ -5,7 +5,8 @@ command service in this process, creates one task per agent and cycle, then lets
 NATS connection of its own) run its cycles concurrently. Next to it, in the same run and with the
 same concurrency, the raw NATS request/reply round trip against an echo responder: the limit a
 command cannot beat. Prints one JSON object: commands/s, p50/p99 latency, and the ratios.
-HTTP (`POST /api/tasks/{id}/<verb>`) is measured only when the gateway has those routes.
+The same saturated load also goes through the gateway (`POST /api/tasks/{id}/<verb>`, the gateway
+in the service's process as under `agentledger up`), so the HTTP cost shows next to NATS.
 Goals on a 2-core machine: >= 2,000 commands/s, p50 <= 3 ms, p99 <= 15 ms via NATS.
 
     python ops/bench/claims.py [--agents 50] [--cycles 20] [--profile]
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import cProfile
 import gc
-import importlib.util
 import io
 import json
 import multiprocessing
@@ -29,16 +29,20 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import msgspec
 import nats
 from nats.aio.client import Client as NATS
 
 from events.streams import ensure_streams
+from services.gateway.app import serve as serve_gateway
 from services.natsd import EmbeddedNats, default_config, free_port
+from services.settings import Settings
 from services.tasks import TasksService
 
 GOALS = {"commands_per_s": 2000, "p50_ms": 3.0, "p99_ms": 15.0}
@@ -115,6 +119,37 @@ async def echo_run(conns: list[NATS], per_agent: int, interval: float = 0.0) -> 
     return lat, time.perf_counter() - t0
 
 
+async def http_run(base: str, agents: int, cycles: int, tag: str) -> tuple[list[float], float, int]:
+    """The same cycles through the gateway, one keep-alive HTTP connection per agent."""
+    lat: list[float] = []
+    failed = 0
+
+    async def agent(session: aiohttp.ClientSession, i: int) -> None:
+        nonlocal failed
+        me = f"agent-{i:03d}"
+        for c in range(cycles):
+            task = f"B-{tag}-{i:03d}-{c:04d}"
+            for verb in CYCLE:
+                body: dict[str, Any] = {"agent_id": me}
+                if verb == "progress":
+                    body["progress"] = 50
+                t0 = time.perf_counter()
+                async with session.post(f"{base}/api/tasks/{task}/{verb}", json=body) as r:
+                    await r.read()
+                lat.append(time.perf_counter() - t0)
+                if r.status >= 300:
+                    failed += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=agents)) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(agent(session, i) for i in range(agents)))
+        return lat, time.perf_counter() - t0, failed
+
+
+def http_process(base: str, agents: int, cycles: int, tag: str) -> tuple[list[float], float, int]:
+    return asyncio.run(http_run(base, agents, cycles, tag))
+
+
 def agents_process(url: str, agents: int, connections: int, cycles: int, tag: str, interval: float,
                    echo: bool) -> tuple[list[float], float, int]:
     """The load generator, in a process of its own so that it does not share the service's CPU.
@@ -173,6 +208,7 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
     await echo_nc.flush()
     svc_nc = await nats.connect(url)
     svc = TasksService(svc_nc)
+    gateway = Settings(nats_url=url, http_port=free_port())
     rounds: list[dict[str, Any]] = []
     profile = cProfile.Profile() if args.profile else None
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
@@ -185,6 +221,7 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
     async with anyio.create_task_group() as tg:
         await tg.start(svc.run)
+        await tg.start(partial(serve_gateway, gateway))
         await create_tasks(admin, args.agents, 2, "warm")  # warm up both paths and the pool
         await load(2, "warm", False, False)
         await load(2, "warm", False, True)
@@ -204,6 +241,11 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
                     "nats": {**summary(lat, elapsed), "failed": failed},
                     "raw_request_reply": summary(echo_lat, echo_s),
                 }
+            tag = f"r{r}h"
+            await create_tasks(admin, args.agents, args.cycles, tag)
+            lat, elapsed, failed = await loop.run_in_executor(
+                pool, http_process, gateway.http_url, args.agents, args.cycles, tag)
+            row["saturated"]["http"] = {**summary(lat, elapsed), "failed": failed}
             rounds.append(row)
         tg.cancel_scope.cancel()
     pool.shutdown()
@@ -232,7 +274,6 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
             "saturated": {**sat, "throughput_ratio_vs_raw": round(sat["nats"]["per_s"] / sat["raw_request_reply"]["per_s"], 3)},
             "paced": {**paced, "p50_ratio_vs_raw": round(paced["nats"]["p50_ms"] / paced["raw_request_reply"]["p50_ms"], 2)},
         },
-        "http": http_note(),
         "goals": GOALS,
         "goals_met": {
             "commands_per_s": sat["nats"]["per_s"] >= GOALS["commands_per_s"],
@@ -241,12 +282,6 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
         },
         "machine": {"python": platform.python_version(), "cpus": _cpus()},
     }
-
-
-def http_note() -> dict[str, Any]:
-    if importlib.util.find_spec("services.gateway.tasks") is None:
-        return {"skipped": True, "note": "the gateway has no task command routes (services/gateway/tasks.py) yet"}
-    return {"skipped": True, "note": "gateway task routes exist; HTTP measurement not wired into this benchmark yet"}
 
 
 def _cpus() -> int | None:
