@@ -237,8 +237,8 @@ class TaskManager:
         return self._query("actionable", agent=agent_id or self.agent_id, limit=limit)
 
     def get_task_tree(self, task_name: str | None = None) -> list[dict[str, Any]]:
-        params = {"id": task_name} if task_name else {}
-        return self._query("tree", **params)
+        """The subtree of `task_name`, or every task in tree order when it is None."""
+        return self._query("tree", id=task_name)
 
     def _query(self, name: str, **params: Any) -> list[dict[str, Any]]:
         """A named query of the `tasks` projection, in the projector's query protocol

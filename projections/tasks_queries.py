@@ -173,7 +173,8 @@ QUERIES: dict[str, str] = {
     "outputs": "SELECT * FROM task_outputs WHERE task_id = $id ORDER BY seq",
     "comments": "SELECT * FROM task_comments WHERE task_id = $id ORDER BY seq",
     "tree": (
-        "SELECT * EXCLUDE (sort_key) FROM task_tree WHERE list_contains(path, $id) ORDER BY sort_key"
+        "SELECT * EXCLUDE (sort_key) FROM task_tree "
+        "WHERE $id IS NULL OR list_contains(path, $id) ORDER BY sort_key"
     ),
     "inbox": (
         'SELECT *, count(*) FILTER (WHERE NOT "read") OVER () AS unread, '

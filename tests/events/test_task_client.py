@@ -59,3 +59,30 @@ async def test_task_manager_keeps_the_old_method_names(client: EventClient, nats
             assert (await asyncio.to_thread(tm.mark_void, "TC-2"))["status"] == "void"
         finally:
             await asyncio.to_thread(tm.close)
+
+
+async def test_task_manager_queries_read_the_tasks_projection(client: EventClient, nats_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.projector import ProjectorHost
+    from services.settings import Settings
+    from tests.hosting import running
+    from tests.polling import eventually
+
+    settings = Settings(nats_url=nats_url, home=str(tmp_path), batch_ms=20)
+    async with service(nats_url), running(ProjectorHost(settings, client.nc, ["tasks"])):
+        tm = await asyncio.to_thread(TaskManager, nats_url, agent_id="dev")
+        try:
+            await asyncio.to_thread(tm.create_task, "TQ-1", title="regular", priority="P1")
+            await asyncio.to_thread(tm.create_task, "TQ-2", title="urgent", priority="P0")
+            await asyncio.to_thread(tm.create_fix_subtasks, "TQ-1", [{"error": "e", "fix": "f"}])
+
+            def actionable() -> list[str]:
+                return [t["id"] for t in tm.get_actionable_tasks(limit=10)]
+
+            order = await eventually(lambda: asyncio.to_thread(actionable), what="actionable tasks")
+            assert order == ["FIX-TQ-1-001", "TQ-2"]  # fix first; the parent waits for its child
+            tree = await asyncio.to_thread(tm.get_task_tree, "TQ-1")
+            assert {t["id"] for t in tree} == {"TQ-1", "FIX-TQ-1-001"}
+            everything = await asyncio.to_thread(tm.get_task_tree)
+            assert {"TQ-1", "TQ-2", "FIX-TQ-1-001"} <= {t["id"] for t in everything}
+        finally:
+            await asyncio.to_thread(tm.close)
