@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 import anyio
+import nats
 
-from services.projector import ProjectorHost
+
+class Runnable(Protocol):
+    async def run(self, *, task_status: Any = ...) -> Any: ...
+
+
+R = TypeVar("R", bound=Runnable)
 
 
 @asynccontextmanager
-async def running(h: ProjectorHost) -> AsyncIterator[ProjectorHost]:
-    """Run the host in a task of its own: pytest-asyncio sets a fixture up and tears it down in
-    different tasks, and an anyio task group must be left by the task that entered it."""
+async def in_task(run: Callable[..., Awaitable[Any]]) -> AsyncIterator[None]:
+    """Run `run(task_status=...)` in a task of its own until the block ends.
+
+    pytest-asyncio sets a fixture up and tears it down in different tasks, and an anyio task
+    group must be left by the task that entered it; a failure to start is raised here.
+    """
     started, stop = asyncio.Event(), asyncio.Event()
 
     async def owner() -> None:
         async with anyio.create_task_group() as tg:
-            await tg.start(h.run)
+            await tg.start(run)
             started.set()
             await stop.wait()
             tg.cancel_scope.cancel()
@@ -31,7 +41,22 @@ async def running(h: ProjectorHost) -> AsyncIterator[ProjectorHost]:
         waiter.cancel()
         task.result()
     try:
-        yield h
+        yield
     finally:
         stop.set()
         await task
+
+
+@asynccontextmanager
+async def running(service: R) -> AsyncIterator[R]:
+    """`service.run` in a task of its own (a ProjectorHost, a TasksService, ...)."""
+    async with in_task(service.run):
+        yield service
+
+
+async def raw_pub(nats_url: str, subject: str, payload: bytes) -> None:
+    """Exactly what `nats pub` sends: the bytes, no headers, no reply subject."""
+    nc = await nats.connect(nats_url)
+    await nc.publish(subject, payload)
+    await nc.flush()
+    await nc.close()

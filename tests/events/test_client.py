@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from events.agents import AgentHeartbeat, AgentRegistered, AgentStatusChanged, AgentUpdated
-from events.client import Append, EventClient, Outgoing, PublishError, Refused, prepare, prepare_json
+from events.client import (
+    Append,
+    EventClient,
+    Outgoing,
+    PublishError,
+    Refused,
+    prepare,
+    prepare_json,
+)
 from events.errors import Conflict, Unavailable, ValidationError
 from events.streams import ensure_streams
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import msgspec
 import nats
 import pytest
@@ -32,6 +30,7 @@ from services.dispatch_run import Exit, History, task_history, watch
 from services.dispatch_wake import wake_subject
 from services.dispatcher import Dispatcher
 from services.settings import Settings
+from tests.hosting import in_task
 from tests.polling import eventually
 
 FAKE = Path(__file__).parent.parent / "fixtures" / "fake_agent.py"
@@ -154,31 +153,6 @@ async def test_output_is_kept_bounded() -> None:
 
 
 # --- real servers ------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def in_task(run: Callable[..., Awaitable[Any]]) -> AsyncIterator[None]:
-    """Run `run(task_status=...)` in a task of its own until the block ends."""
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def owner() -> None:
-        async with anyio.create_task_group() as tg:
-            await tg.start(run)
-            started.set()
-            await stop.wait()
-            tg.cancel_scope.cancel()
-
-    task = asyncio.create_task(owner())
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        waiter.cancel()
-        task.result()
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
 
 
 def settings_for(tmp_path: Path, nats_url: str, **more: Any) -> Settings:

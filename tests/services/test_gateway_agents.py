@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +16,7 @@ from events.client import EventClient
 from services.gateway.app import create_app
 from services.projector import ProjectorHost
 from services.settings import Settings
-from tests.hosting import running
+from tests.hosting import raw_pub, running
 from tests.polling import eventually
 
 Client = TestClient[Any, Any]
@@ -37,14 +36,6 @@ async def projector(client: EventClient, settings: Settings) -> AsyncIterator[Pr
 @pytest.fixture
 async def http(projector: ProjectorHost, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]) -> Client:
     return await aiohttp_client(create_app(settings))
-
-
-async def raw_pub(nats_url: str, subject: str, payload: bytes) -> None:
-    """Exactly what `nats pub` sends: the bytes, no headers, no reply subject."""
-    nc = await nats.connect(nats_url)
-    await nc.publish(subject, payload)
-    await nc.flush()
-    await nc.close()
 
 
 async def test_raw_heartbeat_appears_in_the_agents_api_within_a_second(http: Client, nats_url: str) -> None:

@@ -20,7 +20,7 @@ from services.gateway.app import create_app
 from services.projector import ProjectorHost
 from services.settings import Settings
 from services.tasks import TasksService
-from tests.hosting import running
+from tests.hosting import raw_pub, running
 from tests.polling import eventually
 
 Client = TestClient[Any, Any]
@@ -52,14 +52,6 @@ async def service(client: EventClient, nats_url: str) -> AsyncIterator[TasksServ
 async def http(projector: ProjectorHost, service: TasksService, settings: Settings,
                aiohttp_client: Callable[..., Awaitable[Client]]) -> Client:
     return await aiohttp_client(create_app(settings))
-
-
-async def raw_pub(nats_url: str, subject: str, payload: bytes) -> None:
-    """Exactly what `nats pub` sends: the bytes, no headers, no reply subject."""
-    nc = await nats.connect(nats_url)
-    await nc.publish(subject, payload)
-    await nc.flush()
-    await nc.close()
 
 
 async def ok(http: Client, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
