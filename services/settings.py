@@ -6,6 +6,8 @@ wrote it (the TOML key or the environment variable), never a crash deep inside a
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import tomllib
 from collections.abc import Mapping
@@ -14,10 +16,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from events.keyring import KeyringError, Keyring
+
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 PositiveF = Annotated[float, msgspec.Meta(gt=0)]
 ENV_PREFIX = "AGENTLEDGER_"
+SECRETS = ("admin_token", "gateway_keys", "keyring")  # never in a repr, a log line or an answer
+HASHED = "sha256:"
 
 
 class SettingsError(Exception):
@@ -55,12 +61,63 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agent_timeout_s: PositiveF = 630.0
     max_monitor_timeouts: Positive = 3
     agent_cooldown_s: PositiveF = 300.0
+    # gateway secrets (SECRETS): the admin API is disabled without admin_token; gateway_keys are
+    # the proxy's client keys, comma-separated, kept only as `sha256:<hex>` once loaded (a value
+    # already of that form is taken as a hash); the keyring is `k1=<base64 32 bytes>,...` given
+    # inline or in keyring_file (the file wins for `keys rotate`, which rewrites it)
+    admin_token: str | None = None
+    gateway_keys: str | list[str] = ""
+    keyring: str | None = None
+    keyring_file: str | None = None
 
     def __post_init__(self) -> None:
+        raw = self.gateway_keys.split(",") if isinstance(self.gateway_keys, str) else self.gateway_keys
+        self.gateway_keys = [_hashed(k.strip()) for k in raw if k.strip()]
+        if self.admin_token == "":
+            self.admin_token = None
         if self.dispatch_mode == "command" and not self.dispatch_command:
             raise ValueError("dispatch_command is required when dispatch_mode is command - at `$.dispatch_command`")
         if self.dispatch_mode == "webhook" and not self.dispatch_webhook_url:
             raise ValueError("dispatch_webhook_url is required when dispatch_mode is webhook - at `$.dispatch_webhook_url`")
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{n}={v!r}' for n, v in self.__rich_repr__())})"
+
+    __str__ = __repr__
+
+    def __rich_repr__(self) -> Any:
+        for name in _FIELDS:
+            value = getattr(self, name)
+            yield name, ("<set>" if value else value) if name in SECRETS else value
+
+    def gateway_key_ok(self, key: str) -> bool:
+        """Constant-time check of a client key against the configured hashes (the key is always
+        hashed here: a client presenting a stored hash does not pass)."""
+        digest = HASHED + hashlib.sha256(key.encode()).hexdigest()
+        return any([hmac.compare_digest(digest, h) for h in self.gateway_keys])
+
+    def admin_token_ok(self, token: str) -> bool:
+        """False when no admin token is configured: the admin API is disabled, never open."""
+        if not self.admin_token:
+            return False
+        return hmac.compare_digest(token.encode(), self.admin_token.encode())
+
+    def load_keyring(self) -> Keyring | None:
+        """The keyring from keyring_file or keyring (None when neither is set)."""
+        if self.keyring_file:
+            path = Path(self.keyring_file).expanduser()
+            try:
+                value, where = path.read_text().strip(), f"keyring_file {path}"
+            except OSError as exc:
+                raise SettingsError(f"keyring_file {path}: {exc.strerror}") from None
+        elif self.keyring:
+            value, where = self.keyring, "keyring (AGENTLEDGER_KEYRING)"
+        else:
+            return None
+        try:
+            return Keyring.from_env_value(value)
+        except KeyringError as exc:
+            raise SettingsError(f"invalid setting {where}: {exc}") from None
 
     @property
     def home_path(self) -> Path:
@@ -92,6 +149,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
+
+
+def _hashed(key: str) -> str:
+    if key.startswith(HASHED):
+        return key
+    return HASHED + hashlib.sha256(key.encode()).hexdigest()
 
 
 def load(
