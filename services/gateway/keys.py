@@ -7,6 +7,7 @@ from nats.aio.client import Client as NATS
 
 from events.client import EventClient
 from projections.protocol import QueryClient
+from services.gateway.providers import ProxyContext
 from services.settings import Settings
 from services.telemetry import Telemetry
 
@@ -15,3 +16,4 @@ NC = web.AppKey("nats", NATS)
 EVENTS = web.AppKey("events", EventClient)
 QUERIES = web.AppKey("queries", QueryClient)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
+PROXY = web.AppKey("proxy", ProxyContext)  # providers fold, upstream session, usage spool
