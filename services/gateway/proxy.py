@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -141,7 +142,7 @@ async def forward(request: web.Request, endpoint: str) -> web.StreamResponse:
                 return unavailable("exhausted", routed.reason, routed.retry_after_s or 1)
             fresh = [c for c in routed.candidates if c.backend.id not in tried]
             if not fresh:
-                return _all_failed(last_failure, routed)
+                return _all_failed(ctx, last_failure)
             for cand in fresh:
                 tried.add(cand.backend.id)
                 if not ctx.fold.claim(cand.backend, cand.emergency):
@@ -168,13 +169,16 @@ def unavailable(code: str, message: str, retry_after_s: int, status: int = 503) 
     return response
 
 
-def _all_failed(last: Attempt | None, routed: routing.Routed) -> web.Response:
+def _all_failed(ctx: ProxyContext, last: Attempt | None) -> web.Response:
     if last is None:
         return unavailable("exhausted", "no backend serving the model had an RPM token left", 1)
     what = f"HTTP {last.status}" if last.status else (last.error or "error")
     message = f"every backend serving {last.model} failed; the last said {what}"
     if last.status == 429:
-        return unavailable("exhausted", message, 1)
+        at = now()
+        waits = [b.remaining_s(at) for b in ctx.fold.routable() if last.model in b.model_mappings]
+        cooling = [w for w in waits if w > 0]
+        return unavailable("exhausted", message, max(1, math.ceil(min(cooling))) if cooling else 1)
     return unavailable("bad_gateway", message, 1, status=502)
 
 
