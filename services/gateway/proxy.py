@@ -62,7 +62,7 @@ class Attempt:
         b = self.cand.backend
         metrics.requests.add(1, {"backend": b.id, "model": self.model, "code": str(self.status or 0)})
         if self.cand.emergency:
-            metrics.emergency.add(1, {"backend": b.id})
+            metrics.emergency.add(1)
         prompt, completion = self.tokens
         event = usage.UsageCompleted(
             model=self.model, native_model=self.cand.native_model, endpoint=self.endpoint,  # type: ignore[arg-type]

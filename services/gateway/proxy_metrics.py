@@ -33,6 +33,7 @@ overhead = _meter.create_histogram(
 emergency = _meter.create_counter(
     "agentledger_emergency", description="Attempts sent through emergency passthrough (10 % RPM)"
 )
+emergency.add(0)  # known in advance: exported as 0 before the first emergency
 
 
 def state_of(b: object, now: datetime) -> int:
