@@ -66,14 +66,15 @@ def _buckets(table: str, bucket: str, where: str, window: str) -> str:
 QUERIES: dict[str, str] = {
     "backends": "SELECT * FROM backends WHERE NOT deleted ORDER BY id",
     "total": """
-        SELECT coalesce(sum(requests), 0) AS total_requests, coalesce(sum(errors), 0) AS total_errors,
-               coalesce(sum(prompt_tokens + completion_tokens), 0) AS total_tokens,
-               coalesce(sum(prompt_tokens), 0) AS total_prompt_tokens,
-               coalesce(sum(completion_tokens), 0) AS total_completion_tokens,
+        SELECT coalesce(sum(requests), 0)::BIGINT AS total_requests,
+               coalesce(sum(errors), 0)::BIGINT AS total_errors,
+               coalesce(sum(prompt_tokens + completion_tokens), 0)::BIGINT AS total_tokens,
+               coalesce(sum(prompt_tokens), 0)::BIGINT AS total_prompt_tokens,
+               coalesce(sum(completion_tokens), 0)::BIGINT AS total_completion_tokens,
                coalesce(sum(cost), 0.0) AS total_cost,
                sum(latency_ms_sum) / nullif(sum(requests), 0) AS avg_latency_ms,
                (SELECT quantile_cont(latency_ms, 0.95) FROM usage_requests) AS p95_latency_ms,
-               coalesce(sum(emergency), 0) AS total_emergency
+               coalesce(sum(emergency), 0)::BIGINT AS total_emergency
         FROM usage_daily""",
     "hourly": _buckets("usage_hourly", "hour", "AND ($backend_id IS NULL OR u.backend_id = $backend_id)",
                        "date_trunc('hour', now()) - to_hours(CAST($hours AS BIGINT) - 1)"),

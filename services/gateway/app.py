@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from events.client import EventClient
 from projections.protocol import QueryClient
 from services import telemetry
-from services.gateway import agents, events, health, mail, proxy, queries, tasks
+from services.gateway import admin, agents, events, health, mail, proxy, queries, tasks
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.tracing import tracing_middleware
@@ -47,6 +47,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/mail/{id}/read", mail.read_mail),
         web.get("/api/rejects", queries.get_rejects),
         web.post("/api/sql", queries.post_sql),
+        *admin.routes(),
         web.get("/v1/models", proxy.list_models),
         web.post("/v1/chat/completions", proxy.chat_completions),
         web.post("/v1/completions", proxy.completions),
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[TELEMETRY] = telemetry.setup()
     app.cleanup_ctx.append(_nats_ctx)
+    app.cleanup_ctx.append(admin.keys_ctx)  # after NATS: checks stored backends' key ids
     app.cleanup_ctx.append(proxy.proxy_ctx)  # after NATS: providers fold, upstream session, usage spool
     app.add_routes(routes())
     return app

@@ -6,6 +6,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from events.client import EventClient
+from events.keyring import Keyring
 from projections.protocol import QueryClient
 from services.gateway.providers import ProxyContext
 from services.settings import Settings
@@ -16,4 +17,5 @@ NC = web.AppKey("nats", NATS)
 EVENTS = web.AppKey("events", EventClient)
 QUERIES = web.AppKey("queries", QueryClient)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
+KEYRING = web.AppKey("keyring", Keyring)  # absent when no keyring is configured
 PROXY = web.AppKey("proxy", ProxyContext)  # providers fold, upstream session, usage spool

@@ -1,0 +1,142 @@
+"""The providers command path: load backends from PROVIDERS, decide, append with OCC.
+
+Used in-process by the gateway's admin API and by `agentledger keys rotate` (backends change
+rarely, so there is no separate command service). `load` folds the stream with the same pure
+`events.providers.evolve` as every other reader and remembers each backend's last seq (every
+subject counts, even a no-op or an undecodable payload: that is what JetStream checks an append
+against). `execute` decides on that state and appends with the expected seq; a lost race reloads
+and decides again, a bounded number of times, then answers Conflict.
+
+Keys: `encrypt_key` is the only place a plaintext API key becomes a token; plaintexts are never
+logged, and every error names the backend, never the key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+
+from events import codec
+from events import providers as domain
+from events.client import EventClient
+from events.errors import Conflict, EventError
+from events.keyring import Keyring, UnknownKeyId, key_id_of
+from events.meta import at_from_ns, parse_ack_subject
+from events.streams import stream_name
+from events.subjects import aggregate_filter, domain_filter
+
+log = logging.getLogger(__name__)
+
+STREAM = stream_name("providers")
+RETRIES = 5
+FETCH = 256
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def load(js: JetStreamContext, backend_id: str | None = None) -> dict[str, tuple[domain.Backend, int]]:
+    """Every backend (or one) as folded from the stream, with its last seq; deleted ones included."""
+    subject = aggregate_filter("providers", backend_id) if backend_id else domain_filter("providers")
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
+                            filter_subject=subject, inactive_threshold=30.0, mem_storage=True)
+    try:
+        sub = await js.pull_subscribe(subject, stream=STREAM, config=config)
+    except nats.js.errors.NotFoundError:
+        return {}
+    states: dict[str, tuple[domain.Backend, int]] = {}
+    try:
+        pending = (await sub.consumer_info()).num_pending
+        while pending > 0:
+            for msg in await sub.fetch(min(pending, FETCH), timeout=5.0):
+                pending -= 1
+                meta = parse_ack_subject(msg.reply)
+                aggregate = msg.subject.split(".")[1]
+                state = states.get(aggregate, (domain.initial_state(aggregate), 0))[0]
+                try:
+                    event = codec.decode(msg.subject, msg.data)
+                except EventError as exc:  # kept in the stream, skipped by every reader alike
+                    log.debug("%s seq %d: undecodable, skipped: %s", msg.subject, meta.seq, exc)
+                else:
+                    state, _ = domain.evolve(state, event, at_from_ns(meta.at_ns))  # type: ignore[arg-type]
+                states[aggregate] = (state, meta.seq)
+    finally:
+        await sub.unsubscribe()
+    return states
+
+
+async def execute(
+    client: EventClient, backend_id: str, make: Callable[[domain.Backend], domain.ProviderCommand],
+    *, clock: Clock = utc_now, actor: str | None = None,
+) -> tuple[domain.Backend, list[domain.ProviderEvent], list[int]]:
+    """Decide `make(state)` on the backend's current state and append; retried on Conflict.
+
+    Returns the state after the events, the events and their seqs. Domain rule errors
+    (NotFound, AlreadyExists, NotEncrypted) propagate for the caller to map.
+    """
+    headers = {"Agl-Actor": actor} if actor else None
+    for attempt in range(1, RETRIES + 1):
+        state, seq = (await load(client.js, backend_id)).get(backend_id, (domain.initial_state(backend_id), 0))
+        now = clock()
+        events = domain.decide(make(state), state, now)
+        if not events:
+            return state, [], []
+        try:
+            seqs = await client.append(backend_id, events, expected_seq=seq, headers=headers)
+        except Conflict:
+            if attempt == RETRIES:
+                raise
+            log.info("providers: backend %s moved since seq %d; deciding again (attempt %d)",
+                     backend_id, seq, attempt + 1)
+            continue
+        for event in events:
+            state, _ = domain.evolve(state, event, now)
+        return state, events, seqs
+    raise Conflict(f"backend {backend_id}: still conflicting after {RETRIES} attempts")  # pragma: no cover
+
+
+def encrypt_key(keyring: Keyring | None, backend_id: str, plaintext: str) -> str:
+    if keyring is None:
+        raise KeyringMissing("no keyring configured: set AGENTLEDGER_KEYRING or keyring_file to store backend keys")
+    return keyring.encrypt(plaintext, aad=backend_id)
+
+
+class KeyringMissing(EventError):
+    """A key must be encrypted but no keyring is configured."""
+
+
+def check_keys(keyring: Keyring | None, backends: dict[str, tuple[domain.Backend, int]]) -> None:
+    """Start-up check: every live backend's key id is in the keyring (UnknownKeyId names it)."""
+    tokens = [b.api_key for b, _ in backends.values() if b.live and b.api_key]
+    if tokens and keyring is None:
+        raise UnknownKeyId(key_id_of(tokens[0]), [])
+    if tokens and keyring is not None:
+        keyring.require(tokens)
+
+
+async def rotate_all(client: EventClient, keyring: Keyring, *, clock: Clock = utc_now) -> dict[str, str]:
+    """Re-encrypt every live backend's key under the keyring's current key id by `key_rotated`.
+
+    Returns backend id -> the key id it now uses; a backend already current gets no event.
+    """
+    done: dict[str, str] = {}
+    for backend_id, (state, _) in sorted((await load(client.js)).items()):
+        if not state.live or not state.api_key:
+            continue
+
+        def rotate(s: domain.Backend) -> domain.ProviderCommand:
+            return domain.RotateKey(api_key=keyring.reencrypt(s.api_key, aad=s.id), reason="rotation")
+
+        after, events, _ = await execute(client, backend_id, rotate, clock=clock, actor="keys-rotate")
+        done[backend_id] = after.key_id or ""
+        log.info("providers: backend %s key %s under key id %s", backend_id,
+                 "re-encrypted" if events else "already", after.key_id)
+    return done
