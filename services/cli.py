@@ -18,7 +18,7 @@ import anyio
 
 from services import cli_commands as commands
 from services import cli_output as show
-from services import cli_tasks, logs
+from services import cli_keys, cli_tasks, logs
 from services.settings import Settings, SettingsError, load
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -115,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
 
     cli_tasks.add_parsers(sub, common)
+    cli_keys.add_parsers(sub, common)
     return p
 
 

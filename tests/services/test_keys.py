@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import nats.js.errors
+import orjson
 import pytest
 
+from events.client import EventClient
 from events.keyring import Keyring, new_key
+from events.usage import UsageCompleted
+from projections.protocol import QueryClient
+from services.cli_keys import write_keyring
+from services.gateway.app import create_app
+from services.projector import ProjectorHost
 from services.settings import Settings, SettingsError, load
+from tests.hosting import running
+from tests.polling import eventually
+from tests.services.clirun import clean_env, run
 
 KEY1 = "k1=" + base64.urlsafe_b64encode(b"\x01" * 32).decode().rstrip("=")
 
@@ -52,3 +65,109 @@ def test_keyring_from_env_or_file_and_errors_name_the_setting(tmp_path: Path) ->
         load(env={"AGENTLEDGER_KEYRING": "k1=short"}).load_keyring()
     with pytest.raises(SettingsError, match="keyring_file"):
         Settings(keyring_file=str(tmp_path / "missing")).load_keyring()
+
+
+# --- the acceptance test: a backend key's plaintext is nowhere; rotation keeps old events readable
+
+
+KEY_A = "sk-live-PLAINTEXT-aaaa-0123456789"
+KEY_B = "sk-live-PLAINTEXT-bbbb-9876543210"
+ADMIN = "adm-SECRET-token-42"
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
+async def every_message(nc: Any) -> list[tuple[str, str, bytes, dict[str, str]]]:
+    """(stream, subject, data, headers) of every message of every stream of the account."""
+    js = nc.jetstream()
+    found = []
+    for info in await js.streams_info():
+        for seq in range(max(info.state.first_seq, 1), info.state.last_seq + 1):
+            try:
+                msg = await js.get_msg(info.config.name, seq)
+            except nats.js.errors.NotFoundError:
+                continue
+            found.append((info.config.name, msg.subject, msg.data or b"", dict(msg.headers or {})))
+    return found
+
+
+def files_under(root: Path) -> dict[Path, bytes]:
+    return {f: f.read_bytes() for f in root.rglob("*") if f.is_file()}
+
+
+def assert_nowhere(secrets: list[str], where: str, blobs: list[bytes]) -> None:
+    for secret in secrets:
+        for blob in blobs:
+            assert secret.encode() not in blob, f"plaintext key found in {where}"
+
+
+async def test_a_backend_key_is_in_no_stream_file_log_or_answer_and_rotation_keeps_old_events(
+    nats_url: str, tmp_path: Path, client: EventClient, caplog: pytest.LogCaptureFixture,
+    aiohttp_client: Callable[..., Awaitable[Any]],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ring_file = tmp_path / "keyring"
+    write_keyring(ring_file, Keyring({"k1": new_key()}))
+    home = tmp_path / "home"
+    settings = Settings(nats_url=nats_url, home=str(home), batch_ms=20, snapshot_interval_s=0.2,
+                        admin_token=ADMIN, keyring_file=str(ring_file))
+    answers: list[bytes] = []
+
+    async def call(http: Any, method: str, path: str, status: int = 200, **kw: Any) -> Any:
+        r = await http.request(method, path, headers=AUTH, **kw)
+        answers.append(await r.read())
+        assert r.status == status, answers[-1]
+        return await r.json()
+
+    async with running(ProjectorHost(settings, client.nc, ["providers"])) as host:
+        http = await aiohttp_client(create_app(settings))
+        body = {"id": "bkd_x", "name": "X", "api_base_url": "http://up.local/v1", "api_key": KEY_A,
+                "model_mappings": {"gpt": {"native_id": "gpt-4o"}}}
+        assert (await call(http, "POST", "/api/admin/backends", 201, json=body))["api_key"] == "sk-liv****6789"
+        await call(http, "POST", "/api/admin/backends", 409, json=body)
+        await call(http, "POST", "/api/admin/backends", 422, json={**body, "id": "bkd_y", "pool": "nope"})
+        await call(http, "PUT", "/api/admin/backends/bkd_x", json={"api_key": KEY_B, "label": "replaced"})
+        await call(http, "POST", "/api/admin/backends", 201, json={**body, "id": "bkd_y"})
+        await client.publish("bkd_x", UsageCompleted(model="gpt", status=200, latency_ms=5.0))
+        for path in ("/api/admin/backends", "/api/admin/backends/bkd_x", "/api/admin/pools",
+                     "/api/admin/stats/total", "/api/admin/stats/hourly", "/api/admin/stats/daily",
+                     "/api/admin/stats/cooldown"):
+            await call(http, "GET", path)
+
+        before = len(await every_message(client.nc))
+        r = await run("keys", "rotate", env=clean_env(AGENTLEDGER_NATS_URL=nats_url, AGENTLEDGER_HOME=str(home),
+                                                     AGENTLEDGER_KEYRING_FILE=str(ring_file)), cwd=tmp_path)
+        assert r.code == 0, r.err
+        assert "bkd_x" in r.err and "k2" in r.err and r.out == ""  # the ring went to the file
+        assert_nowhere([KEY_A, KEY_B], "the CLI's output", [r.out.encode(), r.err.encode()])
+        ring = Settings(keyring_file=str(ring_file)).load_keyring()
+        assert ring is not None and ring.key_ids == ("k1", "k2") and ring.current == "k2"
+
+        async def projected() -> Any:
+            rows = await QueryClient(client.nc, settings.projector_name, 5).query("providers", "backends")
+            return {b["id"]: b["key_id"] for b in rows.records()} == {"bkd_x": "k2", "bkd_y": "k2"}
+
+        await eventually(projected, 30, "the projection sees both backends under k2")
+        await host.snapshot("providers")
+        http2 = await aiohttp_client(create_app(settings))  # restarted on the new ring
+        assert (await call(http2, "GET", "/api/admin/backends/bkd_x"))["api_key"] == "sk-liv****3210"
+        assert (await call(http2, "GET", "/api/admin/backends/bkd_y"))["key_id"] == "k2"
+
+    messages = await every_message(client.nc)
+    assert len(messages) == before + 2  # one key_rotated per backend
+    assert_nowhere([KEY_A, KEY_B], "a stream message", [d + repr(h).encode() for _, _, d, h in messages])
+    tokens = {(s.split(".")[1], s.split(".")[2]): orjson.loads(d)["api_key"] for _, s, d, _ in messages
+              if s.startswith("providers.") and s.split(".")[2] in ("created", "key_rotated")}
+    created_x = [orjson.loads(d)["api_key"] for _, s, d, _ in messages if s == "providers.bkd_x.created"][0]
+    replaced = [orjson.loads(d) for _, s, d, _ in messages if s == "providers.bkd_x.key_rotated"]
+    assert [(t.get("reason", "rotation"), t["api_key"].split(":")[0]) for t in replaced] == [("replaced", "k1"), ("rotation", "k2")]
+    assert ring.decrypt(created_x, aad="bkd_x") == KEY_A  # an old event still decrypts
+    assert ring.decrypt(replaced[0]["api_key"], aad="bkd_x") == KEY_B
+    assert ring.decrypt(replaced[1]["api_key"], aad="bkd_x") == KEY_B
+    assert ring.decrypt(tokens[("bkd_y", "key_rotated")], aad="bkd_y") == KEY_A
+    files = files_under(home)
+    assert any(f.suffix == ".duckdb" for f in files), sorted(files)
+    assert_nowhere([KEY_A, KEY_B], "a file under the home", list(files.values()))
+    assert_nowhere([KEY_A, KEY_B], "an API answer", answers)
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
+    assert caplog.records and "bkd_x" in logged
+    assert_nowhere([KEY_A, KEY_B, ADMIN], "a log line", [logged.encode()])

@@ -1,0 +1,69 @@
+"""`agentledger keys rotate`: add a key to the keyring and re-encrypt every backend under it.
+
+Order matters, so that no key is ever lost: the new keyring is written first (the key file, or
+the new `AGENTLEDGER_KEYRING` value printed on stdout), then every live backend gets a
+`key_rotated` event holding its key under the new key id. Old events keep their old key id and
+still decrypt, because rotation only adds keys. Run it again after an interruption: backends
+already under the current key get no event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from events.client import EventClient
+from events.keyring import Keyring, new_key
+from services import cli_output as show
+from services import providers
+from services.connection import connect_once
+from services.settings import Settings
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    k = sub.add_parser("keys", parents=[common], help="manage the keyring of provider API keys")
+    verbs = k.add_subparsers(dest="verb", required=True, metavar="VERB")
+    c = verbs.add_parser("rotate", parents=[common], help="add a key id and re-encrypt every backend under it",
+                         description=__doc__)
+    c.add_argument("--keyring-file", default=None, metavar="FILE",
+                   help="write the new keyring here (default: the keyring_file setting; without one, "
+                        "the new AGENTLEDGER_KEYRING value is printed on stdout)")
+    c.set_defaults(run=rotate)
+
+
+def write_keyring(path: Path, ring: Keyring) -> None:
+    """Atomically, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(ring.to_env_value() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+async def rotate(args: argparse.Namespace, settings: Settings) -> int:
+    old = settings.load_keyring()
+    if old is None:
+        ring = Keyring({"k1": new_key()})
+    else:
+        ring = old.with_key(old.next_key_id(), new_key())
+    target = args.keyring_file or settings.keyring_file
+    if target:
+        write_keyring(Path(target).expanduser(), ring)
+        show.note(f"keyring written to {target}: key ids {', '.join(ring.key_ids)}, current {ring.current}")
+    else:
+        show.note(f"new keyring (key ids {', '.join(ring.key_ids)}, current {ring.current}); "
+                  "set it as AGENTLEDGER_KEYRING before restarting the gateways:")
+        show.line(ring.to_env_value())
+    nc = await connect_once(settings.url)
+    try:
+        done = await providers.rotate_all(EventClient(nc, timeout=settings.request_timeout_s), ring)
+    finally:
+        await nc.close()
+    show.note(f"{len(done)} backends now under key id {ring.current}"
+              + (f": {', '.join(sorted(done))}" if done else ""))
+    return 0
