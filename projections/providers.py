@@ -143,9 +143,9 @@ def _apply_providers(con: duckdb.DuckDBPyConnection, batch: list[tuple[Meta, dom
                 cooldowns[key] = [bid, key[1], event.until, length, event.reason, event.consecutive, 0, None, meta.seq]
             else:
                 row[2:7] = [event.until, length, event.reason, event.consecutive, row[6] + 1]
-        elif isinstance(event, domain.CooldownEnded) and before.cooldown_started_at is not None:
-            if (row := cooldown((bid, before.cooldown_started_at))) is not None:
-                row[7] = meta.at
+        elif (isinstance(event, domain.CooldownEnded) and before.cooldown_started_at is not None
+              and (row := cooldown((bid, before.cooldown_started_at))) is not None):
+            row[7] = meta.at
     touched = [states[b] for b in last_seq if b in states and states[b].created]
     if touched:
         rows = []

@@ -157,7 +157,7 @@ async def test_a_backend_key_is_in_no_stream_file_log_or_answer_and_rotation_kee
     assert_nowhere([KEY_A, KEY_B], "a stream message", [d + repr(h).encode() for _, _, d, h in messages])
     tokens = {(s.split(".")[1], s.split(".")[2]): orjson.loads(d)["api_key"] for _, s, d, _ in messages
               if s.startswith("providers.") and s.split(".")[2] in ("created", "key_rotated")}
-    created_x = [orjson.loads(d)["api_key"] for _, s, d, _ in messages if s == "providers.bkd_x.created"][0]
+    created_x = next(orjson.loads(d)["api_key"] for _, s, d, _ in messages if s == "providers.bkd_x.created")
     replaced = [orjson.loads(d) for _, s, d, _ in messages if s == "providers.bkd_x.key_rotated"]
     assert [(t.get("reason", "rotation"), t["api_key"].split(":")[0]) for t in replaced] == [("replaced", "k1"), ("rotation", "k2")]
     assert ring.decrypt(created_x, aad="bkd_x") == KEY_A  # an old event still decrypts
