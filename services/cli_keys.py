@@ -5,6 +5,11 @@ the new `AGENTLEDGER_KEYRING` value printed on stdout), then every live backend 
 `key_rotated` event holding its key under the new key id. Old events keep their old key id and
 still decrypt, because rotation only adds keys. Run it again after an interruption: backends
 already under the current key get no event.
+
+Gateways read the keyring at start, so a running gateway on the old ring cannot open keys
+re-encrypted under a key it does not know. For rotation without a gap: `keys rotate --stage` adds
+the key without using it (the current key stays), restart every gateway on that ring, then
+`keys rotate` switches to the staged key and re-encrypts.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from events.client import EventClient
+from events.errors import EventError
 from events.keyring import Keyring, new_key
 from services import cli_output as show
 from services import providers
@@ -30,7 +36,37 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("--keyring-file", default=None, metavar="FILE",
                    help="write the new keyring here (default: the keyring_file setting; without one, "
                         "the new AGENTLEDGER_KEYRING value is printed on stdout)")
+    c.add_argument("--stage", action="store_true",
+                   help="only add the new key, not yet used: restart the gateways on the new ring, then "
+                        "run `keys rotate` again to switch to it and re-encrypt")
     c.set_defaults(run=rotate)
+
+
+def _ring(entries: dict[str, str], current: str) -> Keyring:
+    return Keyring.from_env_value(",".join(f"{'*' if k == current else ''}{k}={v}" for k, v in entries.items()))
+
+
+def next_ring(old: Keyring | None, stage: bool) -> Keyring:
+    """The ring after this step: a new key (current, or staged), or the staged key made current."""
+    if old is None:
+        if stage:
+            raise KeysError("no keyring configured: nothing to stage a key beside; run `keys rotate`")
+        return Keyring({"k1": new_key()})
+    entries = dict(e.lstrip("*").split("=", 1) for e in old.to_env_value().split(","))
+    staged = old.key_ids[old.key_ids.index(old.current) + 1:]
+    if stage:
+        if staged:
+            raise KeysError(f"key {staged[-1]} is already staged; run `keys rotate` to switch to it")
+        added = old.with_key(old.next_key_id(), new_key())
+        entries = dict(e.lstrip("*").split("=", 1) for e in added.to_env_value().split(","))
+        return _ring(entries, old.current)
+    if staged:
+        return _ring(entries, staged[-1])
+    return old.with_key(old.next_key_id(), new_key())
+
+
+class KeysError(EventError):
+    """The keyring cannot take this step (the message says which key and why)."""
 
 
 def write_keyring(path: Path, ring: Keyring) -> None:
@@ -46,11 +82,7 @@ def write_keyring(path: Path, ring: Keyring) -> None:
 
 
 async def rotate(args: argparse.Namespace, settings: Settings) -> int:
-    old = settings.load_keyring()
-    if old is None:
-        ring = Keyring({"k1": new_key()})
-    else:
-        ring = old.with_key(old.next_key_id(), new_key())
+    ring = next_ring(settings.load_keyring(), args.stage)
     target = args.keyring_file or settings.keyring_file
     if target:
         write_keyring(Path(target).expanduser(), ring)
@@ -59,6 +91,10 @@ async def rotate(args: argparse.Namespace, settings: Settings) -> int:
         show.note(f"new keyring (key ids {', '.join(ring.key_ids)}, current {ring.current}); "
                   "set it as AGENTLEDGER_KEYRING before restarting the gateways:")
         show.line(ring.to_env_value())
+    if args.stage:
+        show.note(f"key {ring.key_ids[-1]} staged; restart every gateway on this keyring, then run "
+                  "`agentledger keys rotate` to switch to it and re-encrypt the backends")
+        return 0
     nc = await connect_once(settings.url)
     try:
         done = await providers.rotate_all(EventClient(nc, timeout=settings.request_timeout_s), ring)

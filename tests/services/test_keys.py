@@ -16,11 +16,12 @@ import nats.js.errors
 import orjson
 import pytest
 
+from events import providers as p
 from events.client import EventClient
 from events.keyring import Keyring, new_key
 from events.usage import UsageCompleted
 from projections.protocol import QueryClient
-from services.cli_keys import write_keyring
+from services.cli_keys import KeysError, next_ring, write_keyring
 from services.gateway.app import create_app
 from services.projector import ProjectorHost
 from services.settings import Settings, SettingsError, load
@@ -171,3 +172,38 @@ async def test_a_backend_key_is_in_no_stream_file_log_or_answer_and_rotation_kee
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
     assert caplog.records and "bkd_x" in logged
     assert_nowhere([KEY_A, KEY_B, ADMIN], "a log line", [logged.encode()])
+
+
+def test_a_staged_key_is_added_unused_then_made_current_without_a_third_key() -> None:
+    first = next_ring(None, stage=False)
+    staged = next_ring(first, stage=True)
+    assert (staged.key_ids, staged.current) == (("k1", "k2"), "k1")
+    with pytest.raises(KeysError, match="k2 is already staged"):
+        next_ring(staged, stage=True)
+    switched = next_ring(staged, stage=False)
+    assert (switched.key_ids, switched.current) == (("k1", "k2"), "k2")
+    assert switched.decrypt(staged.encrypt("sk-x", aad="b"), aad="b") == "sk-x"
+    assert next_ring(switched, stage=False).current == "k3"
+
+
+async def test_rotation_in_two_steps_through_the_environment_value(nats_url: str, tmp_path: Path, client: EventClient) -> None:
+    ring = Keyring({"k1": new_key()})
+    await client.append("bkd_e", [p.BackendCreated(backend_name="E", api_base_url="http://e.local",
+                                                   api_key=ring.encrypt(KEY_A, aad="bkd_e"))], expected_seq=0)
+
+    async def cli(*args: str, keyring: str) -> Any:
+        r = await run("keys", "rotate", *args, env=clean_env(AGENTLEDGER_NATS_URL=nats_url, AGENTLEDGER_KEYRING=keyring,
+                                                            AGENTLEDGER_HOME=str(tmp_path)), cwd=tmp_path)
+        assert r.code == 0, r.err
+        assert KEY_A not in r.out + r.err
+        return r
+
+    staged = Keyring.from_env_value((await cli("--stage", keyring=ring.to_env_value())).out.strip())
+    assert (staged.key_ids, staged.current) == (("k1", "k2"), "k1")
+    assert [s for _, s, _, _ in await every_message(client.nc)] == ["providers.bkd_e.created"]
+    switched = Keyring.from_env_value((await cli(keyring=staged.to_env_value())).out.strip())
+    assert (switched.key_ids, switched.current) == (("k1", "k2"), "k2")
+    [(_, subject, data, _)] = (await every_message(client.nc))[1:]
+    token = orjson.loads(data)["api_key"]
+    assert subject == "providers.bkd_e.key_rotated" and token.startswith("k2:")
+    assert switched.decrypt(token, aad="bkd_e") == KEY_A
