@@ -61,6 +61,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agent_timeout_s: PositiveF = 630.0
     max_monitor_timeouts: Positive = 3
     agent_cooldown_s: PositiveF = 300.0
+    # proxy: health probe of every enabled backend (GET <base>/models)
+    probe_interval_s: PositiveF = 30.0
+    probe_timeout_s: PositiveF = 5.0
     # gateway secrets (SECRETS): the admin API is disabled without admin_token; gateway_keys are
     # the proxy's client keys, comma-separated, kept only as `sha256:<hex>` once loaded (a value
     # already of that form is taken as a hash); the keyring is `k1=<base64 32 bytes>,...` given

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from events import providers, routing, usage
 from events.client import prepare
+from services.gateway import probes
 from services.gateway import proxy_metrics as metrics
 from services.gateway.body import json_body, require_object
 from services.gateway.errors import HttpError, error_response
@@ -286,6 +287,8 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PROXY] = ctx
     folding = asyncio.create_task(fold.run(), name="gateway-providers-fold")
     spooling = asyncio.create_task(spool.run(), name="gateway-usage-spool")
+    probing = asyncio.create_task(
+        probes.run(fold, session, settings.probe_interval_s, settings.probe_timeout_s), name="gateway-probes")
     ready = asyncio.create_task(fold.ready.wait())
     await asyncio.wait([folding, ready], timeout=settings.request_timeout_s,
                        return_when=asyncio.FIRST_COMPLETED)
@@ -293,6 +296,7 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
         ready.cancel()
         await session.close()
         spooling.cancel()
+        probing.cancel()
         folding.result()  # a key id missing from the keyring stops the start, naming it
     if not fold.ready.is_set():
         log.warning("gateway: providers fold not ready after %.1fs; the proxy answers 503 until it is",
@@ -303,7 +307,7 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
         ready.cancel()
         if not await spool.drained(timeout=settings.request_timeout_s):
             log.error("gateway: %d usage events could not be published before shutdown", len(spool.items))
-        for task in (folding, spooling):
+        for task in (folding, spooling, probing):
             task.cancel()
-        await asyncio.gather(folding, spooling, return_exceptions=True)
+        await asyncio.gather(folding, spooling, probing, return_exceptions=True)
         await session.close()
