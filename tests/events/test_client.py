@@ -103,7 +103,7 @@ def test_prepare_json_names_the_field() -> None:
 
 
 async def test_pipelined_publish_reports_a_missing_ack_instead_of_hanging(nats_url: str) -> None:
-    async with await EventClient.connect(nats_url, timeout=0.3) as c:
+    async with await EventClient.connect(nats_url, timeout=1.0) as c:
         await ensure_streams(c.js)
         async def swallow(msg: object) -> None:  # a responder that never answers: no no-responders status
             return None

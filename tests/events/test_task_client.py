@@ -78,7 +78,11 @@ async def test_task_manager_queries_read_the_tasks_projection(client: EventClien
             def actionable() -> list[str]:
                 return [t["id"] for t in tm.get_actionable_tasks(limit=10)]
 
-            order = await eventually(lambda: asyncio.to_thread(actionable), what="actionable tasks")
+            async def settled() -> list[str] | None:  # until the projection has seen all three
+                order = await asyncio.to_thread(actionable)
+                return order if "FIX-TQ-1-001" in order else None
+
+            order = await eventually(settled, what="the fix subtask is actionable")
             assert order == ["FIX-TQ-1-001", "TQ-2"]  # fix first; the parent waits for its child
             tree = await asyncio.to_thread(tm.get_task_tree, "TQ-1")
             assert {t["id"] for t in tree} == {"TQ-1", "FIX-TQ-1-001"}
