@@ -77,12 +77,13 @@ def _event_rows(domain: str, emitted: list[Any], seqs: list[int]) -> list[dict[s
 class TasksService:
     """Answers the commands of one NATS connection from one fold; run it with `run`."""
 
-    def __init__(self, nc: NATS, *, timeout: float = 5.0, max_tries: int = MAX_TRIES) -> None:
+    def __init__(self, nc: NATS, *, timeout: float = 5.0, max_tries: int = MAX_TRIES,
+                 fold_nc: NATS | None = None) -> None:
         self.nc = nc
         self.timeout = timeout
         self.max_tries = max_tries
         self.client = EventClient(nc, timeout=timeout)
-        self.fold = Fold(nc)
+        self.fold = Fold(fold_nc or nc)
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -272,9 +273,12 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
     from services.projector import connect
 
     nc = await connect(settings, "agentledger-tasks")
+    # the fold reads its own connection: its deliveries must not queue ahead of our acks
+    fold_nc = await connect(settings, "agentledger-tasks-fold")
     try:
         await ensure_streams(nc.jetstream(), **settings.stream_options())
-        await TasksService(nc, timeout=settings.request_timeout_s).run(task_status=task_status)
+        await TasksService(nc, timeout=settings.request_timeout_s, fold_nc=fold_nc).run(task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
+            await fold_nc.close()
             await nc.close()

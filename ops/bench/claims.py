@@ -207,7 +207,8 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
     await echo_nc.subscribe("bench.echo", cb=echo)
     await echo_nc.flush()
     svc_nc = await nats.connect(url)
-    svc = TasksService(svc_nc)
+    fold_nc = await nats.connect(url)  # as `services.tasks.serve` does
+    svc = TasksService(svc_nc, fold_nc=fold_nc)
     gateway = Settings(nats_url=url, http_port=free_port())
     rounds: list[dict[str, Any]] = []
     profile = cProfile.Profile() if args.profile else None
@@ -249,7 +250,7 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
             rounds.append(row)
         tg.cancel_scope.cancel()
     pool.shutdown()
-    for c in (svc_nc, echo_nc, admin):
+    for c in (svc_nc, fold_nc, echo_nc, admin):
         with contextlib.suppress(Exception):
             await c.close()
     if profile:
