@@ -88,3 +88,14 @@ def spans() -> Iterator[Any]:
     trace.get_tracer_provider().add_span_processor(processor)  # type: ignore[attr-defined]
     yield exporter
     processor.shutdown()
+
+
+@pytest.fixture
+async def host_nc(settings: Any, client: EventClient) -> AsyncIterator[Any]:
+    """A service's own connection (streams already created by `client`); `settings` is the
+    test module's or folder's fixture."""
+    import nats
+
+    nc = await nats.connect(settings.url)
+    yield nc
+    await nc.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -19,14 +18,6 @@ from tests.hosting import running
 @pytest.fixture
 def settings(tmp_path: Path, nats_url: str) -> Settings:
     return Settings(home=str(tmp_path), nats_url=nats_url, batch_ms=20, snapshot_interval_s=0.3)
-
-
-@pytest.fixture
-async def host_nc(settings: Settings, client: EventClient) -> AsyncIterator[NATS]:
-    """The projector's own connection (streams already created by `client`)."""
-    nc = await nats.connect(settings.url)
-    yield nc
-    await nc.close()
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -37,13 +35,6 @@ if len(sys.argv) > 2:  # keep the file open until told, then read it again
 @pytest.fixture
 def settings(tmp_path: Path, nats_url: str) -> Settings:
     return Settings(home=str(tmp_path), nats_url=nats_url, batch_ms=20, snapshot_interval_s=0.2)
-
-
-@pytest.fixture
-async def host_nc(settings: Settings, client: EventClient) -> AsyncIterator[NATS]:
-    nc = await nats.connect(settings.url)
-    yield nc
-    await nc.close()
 
 
 async def read_snapshot(path: Path) -> dict[str, int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import openai
 import pytest
@@ -11,7 +10,13 @@ import pytest
 from events.client import EventClient
 from services.gateway.app import create_app
 from tests.services.proxy_fixtures import (
-    GATEWAY_KEY, Client, Upstream, auth, create_backend, settings, start_upstream,
+    GATEWAY_KEY,
+    Client,
+    Upstream,
+    auth,
+    create_backend,
+    settings,
+    start_upstream,
 )
 
 CHAT = {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}

@@ -12,7 +12,12 @@ from events.usage import UsageCompleted
 from services.gateway.app import create_app
 from services.gateway.keys import PROXY
 from tests.services.proxy_fixtures import (
-    Client, auth, create_backend, settings, sse_chunks, start_upstream,
+    Client,
+    auth,
+    create_backend,
+    settings,
+    sse_chunks,
+    start_upstream,
 )
 
 CHAT = {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}], "stream": True}
