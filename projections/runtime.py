@@ -26,6 +26,7 @@ from opentelemetry.trace import Link, Tracer
 from events.codec import decode, event_type
 from events.errors import ValidationError
 from events.meta import Meta
+from events.redact import redact_payload, redact_text
 from projections.buffer import Buffer, Raw
 from projections.consumer import Bound, OrderedFeed
 from projections.store import Batch, Reject, Store
@@ -85,7 +86,9 @@ class Prepared:
                     event = decoder(data)
             except (ValidationError, msgspec.ValidationError, msgspec.DecodeError) as exc:
                 error = str(exc) if isinstance(exc, ValidationError) else _reject_reason(subject, data)
-                rejects.append((stream, seq, subject, error, data, at))
+                # refused by the schema, so nothing says a key in it is encrypted: keep no secret
+                error = redact_text(error)
+                rejects.append((stream, seq, subject, error, redact_payload(data), at))
                 log.warning("projection %s rejects stream=%s seq=%d subject=%s: %s",
                             name, stream, seq, subject, error)
             else:

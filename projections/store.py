@@ -36,7 +36,7 @@ SYSTEM_DDL = [
         seq BIGINT NOT NULL,               -- its stream seq
         subject VARCHAR NOT NULL,          -- its subject
         error VARCHAR NOT NULL,            -- why it could not be decoded, naming the field path
-        payload BLOB,                      -- the payload exactly as stored
+        payload BLOB,                      -- the payload as stored, secret-looking values redacted
         "at" TIMESTAMPTZ NOT NULL,         -- its JetStream time
         PRIMARY KEY (stream, seq)
     )""",
