@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 
 import anyio
 from aiohttp import ClientSession
@@ -41,8 +42,13 @@ APPEND_TRIES = 3
 TIMER_MAX_S = 1.0
 
 
+clock: Callable[[], datetime] = partial(datetime.now, UTC)
+
+
 def now() -> datetime:
-    return datetime.now(UTC)
+    """The time cooldowns and routing are decided at; `clock` is swappable so tests can live
+    through 30 s ... 600 s cooldowns without sleeping (the proxy and the timers read it here)."""
+    return clock()
 
 
 class ProvidersFold:
