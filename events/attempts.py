@@ -4,7 +4,8 @@ An attempt is one run of an agent on a task (`openclaw agent --json ...`, or any
 When the process exits, `classify` turns its exit code, stderr, the JSON meta it printed
 (`transport`, `fallbackReason`, `durationMs`) and the task's status at exit into an `Outcome`.
 When it does not exit within the agent timeout, `classify_timeout` decides between waiting
-longer, reviving a stuck session, and giving up. `follow_up` says what each outcome triggers.
+longer, reviving a stuck session, and giving up; `timeout_outcome` names how such an attempt
+ended. `follow_up` says what each outcome triggers.
 
 The keyword tables are the seed's (A1-A12), in its order: the first rule that matches wins.
 """
@@ -20,6 +21,8 @@ Outcome = Literal[
     "session_stuck", "max_monitor_timeouts",
 ]
 TimeoutVerdict = Literal["wait", "revive", "compact_failed", "session_stuck", "max_monitor_timeouts"]
+# how an attempt ends besides the 12 outcomes: its stuck session was revived (B1, the first time)
+Ending = Outcome | Literal["session_revived"]
 Action = Literal["none", "continue", "release", "fail"]
 
 # the agent's part is over: it submitted, finished, failed, or someone else closed the task
@@ -107,6 +110,14 @@ def classify_timeout(
     return "max_monitor_timeouts" if monitor_timeouts >= max_monitor_timeouts else "wait"
 
 
+def timeout_outcome(verdict: TimeoutVerdict) -> Ending:
+    """The recorded ending of an attempt killed after `verdict` (never "wait"): a revive is not a
+    failure of the task, so it is an ending of its own, `session_revived`."""
+    if verdict == "wait":
+        raise ValueError("a waiting attempt has not ended")
+    return "session_revived" if verdict == "revive" else verdict
+
+
 class FollowUp(NamedTuple):
     """What the dispatcher does after an outcome.
 
@@ -135,12 +146,14 @@ _FOLLOW_UPS: dict[str, FollowUp] = {
     "compact_failed": FollowUp("release", "compact_failed"),
     "lock_conflict": FollowUp("release", "lock_conflict"),
     "session_stuck": FollowUp("fail", "session_stuck", kill=True),
+    # B1 the first time: the session file says idle again, the task waits for its next dispatch
+    "session_revived": FollowUp("release", "session_revived", kill=True),
     "max_monitor_timeouts": FollowUp("fail", "max_monitor_timeouts", kill=True),
 }
 
 
 def follow_up(
-    outcome: Outcome, continuation_count: int, max_continuations: int = MAX_CONTINUATIONS
+    outcome: Ending, continuation_count: int, max_continuations: int = MAX_CONTINUATIONS
 ) -> FollowUp:
     """`continuation_count`: continuations of this session already made.
 

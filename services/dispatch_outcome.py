@@ -4,6 +4,8 @@ The task's status at exit comes from its own events on the TASKS stream (not a r
 may lag), and a failure recorded during the attempt counts as `failed` (`status_at_exit`).
 Release and fail are sent only while the agent still holds the task, and `attempt_finished` only
 when the task's history does not hold it for this attempt yet, so a repeat changes nothing.
+A process killed by the timeout rules ends with its verdict (`timeout_outcome`): a revived
+session gives the task back (`session_revived`), a session stuck again fails it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from nats.aio.client import Client as NATS
 
 from events import tasks
 from events.agents import AgentCooldownStarted
-from events.attempts import classify, follow_up, status_at_exit
+from events.attempts import (
+    Ending,
+    TimeoutVerdict,
+    classify,
+    follow_up,
+    status_at_exit,
+    timeout_outcome,
+)
 from events.client import EventClient
 from services import dispatch_policy as policy
 from services.dispatch_run import Exit, TaskCommands, task_history
@@ -43,11 +52,12 @@ async def settle(
     failed = any(isinstance(e, tasks.TaskFailed) for _, e in history.events)
     at_exit = status_at_exit(state.status, failed)
     meta = policy.parse_meta(done.stdout)
+    outcome: Ending
     if done.verdict is not None:
-        outcome = done.verdict
+        outcome = timeout_outcome(cast(TimeoutVerdict, done.verdict))
     else:
         outcome = classify(done.exit_code or 0, done.stderr, meta.raw, at_exit)
-    fu = follow_up(outcome, continuation)  # type: ignore[arg-type]
+    fu = follow_up(outcome, continuation)
     log.info(
         "dispatch: %s on %s attempt %d: %s (exit %s) -> %s",
         agent,

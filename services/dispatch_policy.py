@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 STREAM_TAIL = 64 * 1024  # bytes of stdout and of stderr kept per attempt (the tail)
 ERROR_CHARS = 2000  # stderr characters recorded with a failed attempt
 PLACEHOLDERS = ("agent_id", "task_id", "message", "session_id")
+SESSION_PLACEHOLDERS = ("agent_id",)
 
 
 class TemplateError(ValueError):
@@ -64,14 +65,25 @@ def check_template(template: str) -> list[str]:
     if not args:
         raise TemplateError("dispatch_command is empty")
     for arg in args:
-        try:
-            arg.format(**{p: "" for p in PLACEHOLDERS})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise TemplateError(
-                f"dispatch_command: {arg!r} uses an unknown placeholder {exc}; known: "
-                + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            ) from None
+        _fill("dispatch_command", arg, PLACEHOLDERS)
     return args
+
+
+def check_session_file(template: str) -> str:
+    """`dispatch_session_file`: a path template whose only placeholder is `{agent_id}`."""
+    if not template.strip():
+        raise TemplateError("dispatch_session_file is empty")
+    return _fill("dispatch_session_file", template, SESSION_PLACEHOLDERS)
+
+
+def _fill(setting: str, template: str, known: tuple[str, ...]) -> str:
+    try:
+        return template.format(**{p: "" for p in known})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise TemplateError(
+            f"{setting}: {template!r} uses an unknown placeholder {exc}; known: "
+            + ", ".join("{" + p + "}" for p in known)
+        ) from None
 
 
 def command_line(template: str, **values: str) -> list[str]:

@@ -5,7 +5,8 @@
 - `task_history` folds one task's events straight from the TASKS stream (direct gets by subject),
   so the status at exit is the stream's truth, not a read model that may lag behind.
 - `watch` runs a wake command and waits for it within the agent timeout, up to the monitor
-  timeout limit, keeping the tail of its output.
+  timeout limit, keeping the tail of its output; on each timeout it asks the agent's session
+  state (when it can) whether the session is stuck or compacting (`classify_timeout`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -31,6 +33,7 @@ from events.streams import stream_name
 from events.subjects import aggregate_filter
 from events.task_client import NotFound, TaskClient
 from services.dispatch_policy import STREAM_TAIL
+from services.dispatch_session import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +96,8 @@ class Exit(NamedTuple):
     stderr: str
     duration_ms: int
     verdict: str | None  # a TimeoutVerdict other than "wait" when the process outlived the limit
-    monitor_timeouts: int
+    monitor_timeouts: int  # counted ones (B3/B4): waits for a compaction are not
+    compact_waits: int = 0  # including those passed in
 
 
 async def _drain(stream: asyncio.StreamReader | None, keep: deque[bytes], size: list[int]) -> None:
@@ -111,9 +115,21 @@ def _text(keep: deque[bytes]) -> str:
     return b"".join(keep)[-STREAM_TAIL:].decode("utf-8", "replace")
 
 
-async def watch(argv: list[str], *, timeout_s: float, max_monitor_timeouts: int) -> Exit:
-    """Run `argv` (never through a shell) until it exits or outlives `max_monitor_timeouts`
-    agent timeouts; then it is killed and `verdict` says why."""
+async def watch(
+    argv: list[str],
+    *,
+    timeout_s: float,
+    max_monitor_timeouts: int,
+    session: Callable[[], SessionState] | None = None,
+    stuck_count: int = 0,
+    compact_waits: int = 0,
+) -> Exit:
+    """Run `argv` (never through a shell) until it exits or the timeout rules give up on it; then
+    it is killed and `verdict` says why.
+
+    `session` reads the agent's session state on each timeout; `stuck_count` and
+    `compact_waits` are what the task already went through (they outlive one run).
+    """
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         *argv,
@@ -132,13 +148,28 @@ async def watch(argv: list[str], *, timeout_s: float, max_monitor_timeouts: int)
             done, _ = await asyncio.wait([waiting], timeout=timeout_s)
             if done:
                 break
-            timeouts += 1
-            verdict = classify_timeout(timeouts, max_monitor_timeouts=max_monitor_timeouts)
+            state = await asyncio.to_thread(session) if session else None
+            stuck = state is not None and state.stuck
+            compacting = state is not None and state.compacting and not stuck
+            if compacting:
+                compact_waits += 1
+            elif not stuck:
+                timeouts += 1
+            verdict = classify_timeout(
+                timeouts,
+                session_stuck=stuck,
+                stuck_count=stuck_count + 1,
+                compacting=compacting,
+                compact_waits=compact_waits,
+                max_monitor_timeouts=max_monitor_timeouts,
+            )
             log.warning(
-                "dispatch: pid %d outlived the agent timeout (%d/%d): %s",
+                "dispatch: pid %d outlived the agent timeout (%d/%d, compaction waits %d, %s): %s",
                 proc.pid,
                 timeouts,
                 max_monitor_timeouts,
+                compact_waits,
+                state,
                 verdict,
             )
             if verdict != "wait":
@@ -155,7 +186,7 @@ async def watch(argv: list[str], *, timeout_s: float, max_monitor_timeouts: int)
                 await asyncio.shield(proc.wait())
     duration = int((time.monotonic() - started) * 1000)
     code = None if verdict is not None else proc.returncode
-    return Exit(code, _text(out), _text(err), duration, verdict, timeouts)
+    return Exit(code, _text(out), _text(err), duration, verdict, timeouts, compact_waits)
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -10,7 +10,12 @@ records the attempt (`cmd.tasks.start_attempt`) and wakes the agent the configur
   within `agent_timeout_s` up to `max_monitor_timeouts` times, classifies the exit
   (`events.attempts.classify`), records `attempt_finished` and applies the follow-up: continue the
   same session on `gateway_timeout` (at most 3 times), release the task and cool the agent down on
-  `api_error`, fail it where the rules say so, kill it when it outlived the limit;
+  `api_error`, fail it where the rules say so, kill it when it outlived the limit. With
+  `dispatch_session_file` set, each timeout also reads the agent's session state
+  (`services.dispatch_session`): a session stuck on a dead lock is revived (set idle) the first
+  time and its task released for a later dispatch, and fails `session_stuck` the second time in a
+  row; a compacting session is waited for without counting, at most `max_monitor_timeouts` more
+  times, then `compact_failed`;
 - `nats`: publishes the wake on core NATS `wake.<agent_id>` (no stream stores it) for runtimes
   that subscribe; they report the attempt themselves;
 - `webhook`: POSTs the wake as JSON to `dispatch_webhook_url`.
@@ -28,6 +33,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -40,6 +46,7 @@ from events.attempts import MAX_CONTINUATIONS
 from events.client import EventClient
 from projections.protocol import QueryClient, QueryError
 from services import dispatch_policy as policy
+from services import dispatch_session
 from services.dispatch_outcome import Settling, settle
 from services.dispatch_run import CommandRefused, Exit, TaskCommands, watch
 from services.dispatch_wake import WakeFailed, Waker
@@ -66,6 +73,10 @@ class Dispatcher:
         self.running: dict[str, int] = {}
         self.watched: set[asyncio.Task[Any]] = set()
         self.mail_woken: dict[str, int] = {}
+        # per task (mail runs: `mail:<agent>`): stuck sessions in a row, across dispatches, and
+        # compaction waits of the current dispatch, across its continuations
+        self.stuck: dict[str, int] = {}
+        self.compact_waits: dict[str, int] = {}
         self.waker = Waker(self.mode, nc, settings.dispatch_webhook_url, settings.request_timeout_s)
 
     # -- the loop --------------------------------------------------------------------------
@@ -138,6 +149,7 @@ class Dispatcher:
         try:
             await self._watch(agent, "", session, message)
         finally:
+            self.compact_waits.pop(f"mail:{agent}", None)
             self.running[agent] -= 1
 
     # -- one task: claim done, attempts until a follow-up other than `continue` -------------
@@ -212,6 +224,7 @@ class Dispatcher:
             log.error("dispatch: %s on %s stopped: %s", agent, tid, exc)
             return None
         finally:
+            self.compact_waits.pop(tid, None)
             self.running[agent] -= 1
 
     async def _watch(self, agent: str, tid: str, session: str, message: str) -> Exit:
@@ -222,11 +235,35 @@ class Dispatcher:
             session_id=session,
             message=message,
         )
-        return await watch(
+        key = tid or f"mail:{agent}"
+        path = self._session_path(agent)
+        done = await watch(
             argv,
             timeout_s=self.settings.agent_timeout_s,
             max_monitor_timeouts=self.settings.max_monitor_timeouts,
+            session=(lambda: dispatch_session.read_state(path, agent)) if path else None,
+            stuck_count=self.stuck.get(key, 0),
+            compact_waits=self.compact_waits.get(key, 0),
         )
+        self.compact_waits[key] = done.compact_waits
+        if done.verdict == "revive" and path is not None:
+            self.stuck[key] = self.stuck.get(key, 0) + 1
+            revived = await asyncio.to_thread(dispatch_session.revive, path, agent)
+            log.warning(
+                "dispatch: %s's session was stuck on a dead lock (%s): %s",
+                agent,
+                key,
+                "set idle"
+                if revived
+                else f"{path} left as it is (no longer running, or unwritable)",
+            )
+        else:
+            self.stuck.pop(key, None)
+        return done
+
+    def _session_path(self, agent: str) -> Path | None:
+        template = self.settings.dispatch_session_file
+        return dispatch_session.session_path(template, agent) if template else None
 
     async def _finish(
         self, agent: str, tid: str, attempt: int, since: int, done: Exit, continuation: int

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from events.keyring import Keyring, KeyringError
+from services.dispatch_policy import TemplateError, check_session_file
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -61,6 +62,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agent_timeout_s: PositiveF = 630.0
     max_monitor_timeouts: Positive = 3
     agent_cooldown_s: PositiveF = 300.0
+    # the agent runtime's session file ({agent_id}, ~ expanded), read on each agent timeout to
+    # tell a stuck or compacting session from a slow one; unset: timeouts are only counted
+    dispatch_session_file: str | None = None
     # proxy: health probe of every enabled backend (GET <base>/models)
     probe_interval_s: PositiveF = 30.0
     probe_timeout_s: PositiveF = 5.0
@@ -82,6 +86,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("dispatch_command is required when dispatch_mode is command - at `$.dispatch_command`")
         if self.dispatch_mode == "webhook" and not self.dispatch_webhook_url:
             raise ValueError("dispatch_webhook_url is required when dispatch_mode is webhook - at `$.dispatch_webhook_url`")
+        if self.dispatch_session_file == "":
+            self.dispatch_session_file = None
+        if self.dispatch_session_file is not None:
+            try:
+                check_session_file(self.dispatch_session_file)
+            except TemplateError as exc:
+                raise ValueError(f"{exc} - at `$.dispatch_session_file`") from None
 
     def __repr__(self) -> str:
         return f"Settings({', '.join(f'{n}={v!r}' for n, v in self.__rich_repr__())})"

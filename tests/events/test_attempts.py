@@ -13,6 +13,7 @@ from events.attempts import (
     classify_timeout,
     follow_up,
     status_at_exit,
+    timeout_outcome,
 )
 
 GATEWAY = {"transport": "gateway", "durationMs": 1234}
@@ -118,6 +119,7 @@ FOLLOW_UPS: list[tuple[Outcome, FollowUp]] = [
     ("lock_conflict", FollowUp("release", "lock_conflict")),
     ("session_stuck", FollowUp("fail", "session_stuck", kill=True)),
     ("max_monitor_timeouts", FollowUp("fail", "max_monitor_timeouts", kill=True)),
+    ("session_revived", FollowUp("release", "session_revived", kill=True)),
 ]
 
 
@@ -127,7 +129,30 @@ def test_each_outcome_has_its_follow_up(outcome: Outcome, expected: FollowUp) ->
 
 
 def test_every_outcome_has_a_follow_up() -> None:
-    assert {o for o, _ in FOLLOW_UPS} | {"gateway_timeout"} == set(get_args(Outcome))
+    assert {o for o, _ in FOLLOW_UPS} | {"gateway_timeout"} == set(get_args(Outcome)) | {
+        "session_revived"
+    }
+
+
+def test_a_stuck_session_revived_the_first_time_gives_the_task_back_for_a_later_dispatch() -> None:
+    # given a session that says running while its lock's process is dead, for the first time
+    verdict = classify_timeout(1, session_stuck=True, stuck_count=1)
+    # when the attempt is ended on that verdict
+    ending = timeout_outcome(verdict)
+    # then it is recorded as revived and the task is released with that reason, not failed
+    assert (verdict, ending) == ("revive", "session_revived")
+    assert follow_up(ending, 0) == FollowUp("release", "session_revived", kill=True)
+
+
+@pytest.mark.parametrize("verdict", ["compact_failed", "session_stuck", "max_monitor_timeouts"])
+def test_other_timeout_verdicts_end_the_attempt_with_their_own_outcome(verdict: Any) -> None:
+    assert timeout_outcome(verdict) == verdict
+    assert follow_up(timeout_outcome(verdict), 0).action in ("release", "fail")
+
+
+def test_a_waiting_attempt_has_no_outcome_yet() -> None:
+    with pytest.raises(ValueError, match="not ended"):
+        timeout_outcome("wait")
 
 
 @pytest.mark.parametrize("done", [0, 1, 2])

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +29,9 @@ from events.agents import AgentCooldownStarted, AgentHeartbeat, AgentWoken
 from events.client import EventClient
 from events.streams import stream_name
 from services import dispatch_policy as policy
+from services import dispatch_session
 from services.dispatch_run import Exit, History, task_history, watch
+from services.dispatch_session import SessionState
 from services.dispatch_wake import wake_subject
 from services.dispatcher import Dispatcher
 from services.settings import Settings
@@ -145,11 +150,120 @@ async def test_a_process_that_outlives_the_monitor_limit_is_killed() -> None:
     )
 
 
+async def test_waits_for_a_compaction_are_not_counted_as_monitor_timeouts() -> None:
+    states = iter([SessionState("running", 1, True, compacting=True)])
+    done = await watch(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        timeout_s=0.2,
+        max_monitor_timeouts=2,
+        session=lambda: next(states, dispatch_session.UNKNOWN),
+    )
+    assert (done.verdict, done.monitor_timeouts, done.compact_waits) == (
+        "max_monitor_timeouts",
+        2,
+        1,
+    )
+
+
 async def test_output_is_kept_bounded() -> None:
     code = f"import sys; sys.stdout.write('x' * {policy.STREAM_TAIL * 3}); print(); print('{{\"transport\": \"t\"}}')"
     done = await watch([sys.executable, "-c", code], timeout_s=30, max_monitor_timeouts=1)
     assert done.exit_code == 0 and len(done.stdout) <= policy.STREAM_TAIL
     assert policy.parse_meta(done.stdout).transport == "t"
+
+
+# --- the agent runtime's session file ---------------------------------------------------------
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def sessions_json(
+    tmp_path: Path,
+    *,
+    status: str = "running",
+    pid: int | None = None,
+    checkpoints: list[Any] | None = None,
+    session_file: str | None = None,
+) -> Path:
+    if session_file is None:
+        session_file = str(tmp_path / "s1.jsonl")
+    if pid is not None:
+        lock = Path(session_file) if Path(session_file).is_absolute() else tmp_path / session_file
+        Path(f"{lock}.lock").write_text(json.dumps({"pid": pid}))
+    main = {
+        "status": status,
+        "sessionFile": session_file,
+        "compactionCheckpoints": checkpoints or [],
+    }
+    path = tmp_path / "sessions.json"
+    path.write_text(json.dumps({f"agent:{AGENT}:main": main, "agent:other:main": {"x": 1}}))
+    return path
+
+
+def test_an_unreadable_session_file_is_an_unknown_state_never_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+    assert dispatch_session.read_state(missing, AGENT) == dispatch_session.UNKNOWN
+    corrupt = tmp_path / "corrupt.json"
+    for text in ("{not json", "[1, 2]", '{"agent:coder:main": "running"}', "{}"):
+        corrupt.write_text(text)
+        state = dispatch_session.read_state(corrupt, AGENT)
+        assert state == dispatch_session.UNKNOWN and not state.stuck and not state.compacting
+    assert not dispatch_session.revive(missing, AGENT) and not dispatch_session.revive(
+        corrupt, AGENT
+    )
+
+
+def test_a_running_session_is_stuck_only_when_its_lock_names_a_dead_process(tmp_path: Path) -> None:
+    dead = dispatch_session.read_state(sessions_json(tmp_path, pid=dead_pid()), AGENT)
+    assert (dead.status, dead.lock_alive, dead.stuck) == ("running", False, True)
+    alive = dispatch_session.read_state(sessions_json(tmp_path, pid=os.getpid()), AGENT)
+    assert (alive.lock_pid, alive.lock_alive, alive.stuck) == (os.getpid(), True, False)
+    idle = dispatch_session.read_state(
+        sessions_json(tmp_path, status="idle", pid=dead_pid()), AGENT
+    )
+    assert not idle.stuck
+    no_lock = dispatch_session.read_state(sessions_json(tmp_path, session_file="none.jsonl"), AGENT)
+    assert (no_lock.lock_pid, no_lock.stuck) == (None, False)
+    relative = sessions_json(tmp_path, pid=dead_pid(), session_file="rel.jsonl")
+    assert dispatch_session.read_state(relative, AGENT).stuck  # beside sessions.json
+    assert dispatch_session.pid_alive(0) is None  # never a process group
+
+
+def test_only_a_compaction_checkpoint_of_the_last_five_minutes_means_compacting(
+    tmp_path: Path,
+) -> None:
+    now = time.time()
+    old = [{"createdAt": (now - 301) * 1000}, {"createdAt": "yesterday"}, "junk"]
+    path = sessions_json(tmp_path, pid=os.getpid(), checkpoints=old)
+    assert not dispatch_session.read_state(path, AGENT, now=now).compacting
+    path = sessions_json(
+        tmp_path, pid=os.getpid(), checkpoints=[*old, {"createdAt": (now - 60) * 1000}]
+    )
+    assert dispatch_session.read_state(path, AGENT, now=now).compacting
+
+
+def test_a_revive_sets_the_main_session_idle_in_place_and_leaves_the_rest(tmp_path: Path) -> None:
+    path = sessions_json(tmp_path, pid=dead_pid())
+    path.chmod(0o640)
+    assert dispatch_session.revive(path, AGENT)
+    data = json.loads(path.read_text())
+    assert data[f"agent:{AGENT}:main"]["status"] == "idle"
+    assert data["agent:other:main"] == {"x": 1}
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s1.jsonl.lock", "sessions.json"]
+    assert not dispatch_session.revive(path, AGENT)  # already idle: nothing to revive
+
+
+def test_the_session_file_template_is_expanded_per_agent() -> None:
+    path = dispatch_session.session_path(
+        "~/.openclaw/agents/{agent_id}/sessions/sessions.json", AGENT
+    )
+    assert path == Path.home() / ".openclaw" / "agents" / AGENT / "sessions" / "sessions.json"
+    assert dispatch_session.session_path("/s/{agent_id}.json", "../etc") is None
 
 
 # --- real servers ------------------------------------------------------------------------------
@@ -171,6 +285,9 @@ def settings_for(tmp_path: Path, nats_url: str, **more: Any) -> Settings:
         "max_monitor_timeouts": 2,
         "batch_ms": 20,
         "dispatch_interval_s": 0.1,
+        "dispatch_session_file": str(
+            state / "agents" / "{agent_id}" / "sessions" / "sessions.json"
+        ),
         **more,
     }
     return Settings(**values)
@@ -203,6 +320,15 @@ class Stack:
         created = await self.create(task_id, description="described", must_haves="a file")
         assert await self.d.claim(AGENT, task_id)
         return await self.d.dispatch(AGENT, created["task"])
+
+    async def again(self, task_id: str) -> str | None:
+        """Claim a task given back earlier and dispatch it once more."""
+        assert await self.d.claim(AGENT, task_id)
+        return await self.d.dispatch(AGENT, {"id": task_id, "title": f"work on {task_id}"})
+
+    def sessions(self, agent_id: str = AGENT) -> dict[str, Any]:
+        path = self.state / "agents" / agent_id / "sessions" / "sessions.json"
+        return json.loads(path.read_text())[f"agent:{agent_id}:main"]
 
     async def history(self, task_id: str) -> History:
         return await task_history(self.nc, task_id)
@@ -293,6 +419,53 @@ async def test_a_429_puts_the_task_back_to_pending_and_cools_the_agent_down(stac
     (cool,) = [e for e in await stack.agent_events() if isinstance(e, AgentCooldownStarted)]
     assert cool.reason == "api_error" and cool.task_id == "api_error-1"
     assert cool.until > datetime.now(UTC) + timedelta(seconds=stack.settings.agent_cooldown_s - 60)
+
+
+@pytest.mark.parametrize("scenario", ["gateway_unreachable", "compact_failed", "lock_conflict"])
+async def test_a_transient_failure_gives_the_task_back_to_pending_with_its_reason(
+    stack: Stack, scenario: str
+) -> None:
+    tid = f"{scenario}-1"
+    assert await stack.run(tid) == scenario
+    (fin,) = await stack.finished(tid)
+    assert (fin.outcome, fin.exit_code) == (scenario, 1) and fin.error
+    history = await stack.history(tid)
+    assert (history.task.status, history.task.status_reason) == ("pending", scenario)
+    assert not [e for _, e in history.events if isinstance(e, tasks.TaskFailed)]
+    assert not [e for e in await stack.agent_events() if isinstance(e, AgentCooldownStarted)]
+
+
+async def test_a_stuck_session_is_revived_the_first_time_and_fails_its_task_the_second(
+    stack: Stack,
+) -> None:
+    assert await stack.run("stuck-1") == "session_revived"
+    assert stack.sessions()["status"] == "idle"
+    history = await stack.history("stuck-1")
+    assert (history.task.status, history.task.status_reason) == ("pending", "session_revived")
+    assert stack.d.stuck == {"stuck-1": 1}
+
+    assert await stack.again("stuck-1") == "session_stuck"
+    assert [(f.outcome, f.exit_code) for f in await stack.finished("stuck-1")] == [
+        ("session_revived", None),
+        ("session_stuck", None),
+    ]
+    (failed,) = [
+        e for _, e in (await stack.history("stuck-1")).events if isinstance(e, tasks.TaskFailed)
+    ]
+    assert (failed.error, failed.kind) == ("session_stuck", "system")
+    assert stack.d.stuck == {}
+
+
+async def test_a_compacting_session_is_waited_for_then_its_task_is_given_back(
+    stack: Stack,
+) -> None:
+    assert await stack.run("compacting-1") == "compact_failed"
+    (fin,) = await stack.finished("compacting-1")
+    assert (fin.outcome, fin.exit_code) == ("compact_failed", None)
+    history = await stack.history("compacting-1")
+    assert (history.task.status, history.task.status_reason) == ("pending", "compact_failed")
+    assert stack.sessions()["status"] == "running"  # compacting is not stuck: nothing revived
+    assert stack.d.compact_waits == {} and stack.d.stuck == {}
 
 
 async def test_an_auth_failure_fails_the_task_as_a_system_error(stack: Stack) -> None:

@@ -114,3 +114,20 @@ def test_a_positive_setting_refuses_zero() -> None:
 def test_a_misspelt_environment_variable_is_an_error_naming_it() -> None:
     with pytest.raises(SettingsError, match="AGENTLEDGER_HTTP_PRT"):
         load(env={"AGENTLEDGER_HTTP_PRT": "9000"})
+
+
+def test_the_session_file_template_knows_only_agent_id_and_names_the_setting(tmp_path: Path) -> None:
+    template = "~/.openclaw/agents/{agent_id}/sessions/sessions.json"
+    assert load(env={"AGENTLEDGER_DISPATCH_SESSION_FILE": template}).dispatch_session_file == template
+    with pytest.raises(SettingsError, match=r"AGENTLEDGER_DISPATCH_SESSION_FILE.*'agent'.*\{agent_id\}"):
+        load(env={"AGENTLEDGER_DISPATCH_SESSION_FILE": "~/x/{agent}/sessions.json"})
+    conf = write(tmp_path, 'dispatch_session_file = "/x/{task_id}.json"\n')
+    with pytest.raises(SettingsError, match="agentledger.toml: dispatch_session_file.*task_id"):
+        load(conf, env={})
+    with pytest.raises(ValueError, match="dispatch_session_file"):
+        Settings(dispatch_session_file="/x/{0}.json")
+
+
+def test_an_empty_session_file_means_unset() -> None:
+    assert load(env={}).dispatch_session_file is None
+    assert load(env={"AGENTLEDGER_DISPATCH_SESSION_FILE": ""}).dispatch_session_file is None
