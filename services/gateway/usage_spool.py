@@ -3,24 +3,47 @@
 `put` never waits: the proxy answers its client first. The publisher sends what waits in pipelined
 batches (`EventClient.publish_many`); what JetStream did not ack goes back to the head of the spool
 and is sent again with the same `Nats-Msg-Id`, so an event whose ack was lost is stored once.
-While NATS is unreachable the spool holds up to `capacity` events; beyond that the newest are
-refused, counted in `dropped` and logged: nothing is dropped silently.
+While NATS is unreachable the spool holds up to `capacity` events (plus a batch whose publish
+failed, put back at the head); beyond that the newest are
+refused (the proxy still answers its client; what waits keeps its place and is stored once),
+counted in `dropped` and `agentledger_usage_spool_dropped_total`, logged at the first refusal
+of an episode and every 1000th, and summed up once the spool has drained: nothing is dropped
+silently. Refusing at the door rather than evicting the oldest means an event once accepted is
+never lost afterwards, and each loss is counted when and where it happens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
+from collections.abc import Iterable
+
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from events.client import EventClient, Outgoing, PublishError
 from events.errors import EventError
+from services import telemetry
 
 log = logging.getLogger(__name__)
 
 BATCH = 256
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 2.0
+
+
+_spools: weakref.WeakSet[UsageSpool] = weakref.WeakSet()
+
+
+def _dropped(_: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(sum(s.dropped for s in list(_spools)))]
+
+
+telemetry.meter().create_observable_counter(
+    "agentledger_usage_spool_dropped", [_dropped],
+    description="Usage events refused because the local spool was full while NATS was unreachable",
+)
 
 
 class UsageSpool:
@@ -30,16 +53,21 @@ class UsageSpool:
         self.items: deque[Outgoing] = deque()
         self.published = 0
         self.dropped = 0
+        self._episode = 0  # refused since the spool was last empty
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        _spools.add(self)
 
     def put(self, out: Outgoing) -> bool:
+        """Queue one usage event; False when the spool is full and the event is refused."""
         if len(self.items) >= self.capacity:
             self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("usage spool full (%d events waiting for NATS): %d usage events refused so far",
-                          self.capacity, self.dropped)
+            self._episode += 1
+            if self._episode == 1 or self._episode % 1000 == 0:
+                log.error("usage spool full (%d events waiting for NATS): refusing new usage events, "
+                          "%d refused in this outage, %d in all (agentledger_usage_spool_dropped_total)",
+                          self.capacity, self._episode, self.dropped)
             return False
         self.items.append(out)
         self._idle.clear()
@@ -58,6 +86,10 @@ class UsageSpool:
         delay = RETRY_MIN_S
         while True:
             if not self.items:
+                if self._episode:
+                    log.error("usage spool drained; %d usage events were refused while it was full "
+                              "and are not in the stream", self._episode)
+                    self._episode = 0
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from events.client import EventClient
 from events.streams import ensure_streams
 from events.usage import UsageCompleted
 from services.gateway.app import create_app
-from services.gateway.keys import PROXY
+from services.gateway.keys import NC, PROXY
 from services.natsd import EmbeddedNats, free_port
+from tests.polling import eventually
 from tests.services.proxy_fixtures import Client, auth, create_backend, settings, start_upstream
 
 CHAT = {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}
@@ -79,3 +81,35 @@ async def test_with_nats_stopped_the_proxy_answers_and_the_outages_usage_is_stor
     rows = await stored(own_nats.url)
     ids = [(e.request_id, e.attempt) for _, e in rows]
     assert len(rows) == 11 and len(set(ids)) == 11
+
+
+async def test_a_full_spool_refuses_the_newest_says_so_and_stores_what_it_kept_exactly_once(
+    own_nats: EmbeddedNats, aiohttp_client: Callable[..., Awaitable[Client]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="services.gateway.usage_spool")
+    a = await start_upstream("a")
+    async with await EventClient.connect(own_nats.url) as c:
+        await create_backend(c, "a", a.url)
+    gw = await aiohttp_client(create_app(settings(own_nats.url, request_timeout_s=1.0)))
+    spool = gw.app[PROXY].spool
+    spool.capacity = 4
+    assert (await gw.post("/v1/chat/completions", json=CHAT, headers=auth())).status == 200
+    assert await spool.drained(5)
+
+    await asyncio.to_thread(own_nats.stop)
+    await eventually(lambda: not gw.app[NC].is_connected, 10, "the gateway sees NATS gone")
+    for _ in range(7):
+        r = await gw.post("/v1/chat/completions", json=CHAT, headers=auth())
+        assert r.status == 200 and (await r.json())["choices"][0]["message"]["content"] == "hello from a"
+    assert (len(spool.items), spool.dropped) == (4, 3)
+    full = [r.getMessage() for r in caplog.records if "usage spool full" in r.getMessage()]
+    assert len(full) == 1 and "agentledger_usage_spool_dropped_total" in full[0]
+    assert "agentledger_usage_spool_dropped_total 3.0" in await (await gw.get("/metrics")).text()
+
+    await asyncio.to_thread(own_nats.start)
+    assert await spool.drained(30) and spool.dropped == 3
+    rows = await stored(own_nats.url)
+    assert len(rows) == 1 + 4 and len({(e.request_id, e.attempt) for _, e in rows}) == 5
+    assert any("3 usage events were refused" in r.getMessage() for r in caplog.records)
+    assert a.server is not None
+    await a.server.close()
