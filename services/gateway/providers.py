@@ -5,8 +5,11 @@ Every replica follows the whole stream with an ordered consumer and folds it wit
 What this replica decides itself (a 429 it observed, a recovery, the end of a cooldown) is appended
 with optimistic concurrency and folded at once from the ack, like the tasks service does.
 
-Keys are decrypted here, in memory only, when a backend is created or its key rotates; a backend
-whose key this keyring cannot open is logged (by id, never the key) and left out of routing.
+Keys are decrypted here, in memory only, when a backend is created or its key rotates. A key id
+this keyring lacks is usually a `keys rotate` that rewrote the key file after this gateway started,
+so the file is read again (`reload`), at most once per RELOAD_EVERY_S for each unknown key id,
+also from the timer loop while a backend waits for its key. A backend whose key still cannot be
+opened is logged (by id and key id, never the key) and left out of routing; the fold goes on.
 Token buckets are local to the replica: each one limits what it sends itself.
 """
 
@@ -27,19 +30,23 @@ from nats.aio.client import Client as NATS
 from events import codec, providers, routing
 from events.client import EventClient
 from events.errors import Conflict, EventError, Unavailable
-from events.keyring import Keyring, KeyringError
+from events.keyring import Keyring, KeyringError, UnknownKeyId, key_id_of
 from events.meta import at_from_ns
 from events.streams import stream_name
 from events.subjects import domain_filter
 from projections.buffer import Buffer
 from projections.consumer import OrderedFeed
 from services.gateway.usage_spool import UsageSpool
+from services.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
 STREAM = stream_name("providers")
 APPEND_TRIES = 3
 TIMER_MAX_S = 1.0
+RELOAD_EVERY_S = 30.0
+
+Reload = Callable[[], Keyring | None]
 
 
 clock: Callable[[], datetime] = partial(datetime.now, UTC)
@@ -52,10 +59,14 @@ def now() -> datetime:
 
 
 class ProvidersFold:
-    def __init__(self, nc: NATS, events: EventClient, keyring: Keyring | None) -> None:
+    def __init__(self, nc: NATS, events: EventClient, keyring: Keyring | None,
+                 reload: Reload | None = None) -> None:
         self.nc = nc
         self.events = events
         self.keyring = keyring
+        self.reload = reload  # Settings.load_keyring: the key file as it is now
+        self.keyring_reloads = 0
+        self._reloaded: dict[str, float] = {}  # unknown key id -> monotonic time of its last reload
         self.backends: dict[str, providers.Backend] = {}
         self.seqs: dict[str, int] = {}
         self.limits: dict[str, routing.Limits] = {}
@@ -115,7 +126,11 @@ class ProvidersFold:
             log.error("gateway: %d backends hold encrypted keys but no keyring is configured "
                       "(AGENTLEDGER_KEYRING); the proxy cannot route", len(tokens))
         elif self.keyring is not None:
-            self.keyring.require(tokens)  # a lost key id is an error at start, naming it
+            try:
+                self.keyring.require(tokens)
+            except UnknownKeyId as exc:
+                self._reload_for(exc.key_id)
+                self.keyring.require(tokens)  # a lost key id is an error at start, naming it
 
     async def _apply_loop(self) -> None:
         while True:
@@ -157,14 +172,46 @@ class ProvidersFold:
         held = self._keys.get(state.id)
         if held is not None and held[0] == state.api_key:
             return
-        if self.keyring is None:
-            self._keys.pop(state.id, None)
-            return
         try:
+            key_id = key_id_of(state.api_key)
+            if self.keyring is None or key_id not in self.keyring.key_ids:
+                self._reload_for(key_id)
+            if self.keyring is None:
+                self._keys.pop(state.id, None)
+                return
             self._keys[state.id] = (state.api_key, self.keyring.decrypt(state.api_key, aad=state.id))
         except KeyringError as exc:
             self._keys.pop(state.id, None)
             log.error("gateway: backend %s left out of routing: %s", state.id, exc)
+
+    def _reload_due(self, key_id: str) -> bool:
+        last = self._reloaded.get(key_id)
+        return self.reload is not None and (last is None or time.monotonic() - last >= RELOAD_EVERY_S)
+
+    def _reload_for(self, key_id: str) -> None:
+        """Read the key file again for `key_id` unless that was done within RELOAD_EVERY_S."""
+        if self.reload is None or not self._reload_due(key_id):
+            return
+        self._reloaded[key_id] = time.monotonic()
+        self.keyring_reloads += 1
+        try:
+            ring = self.reload()
+        except (SettingsError, KeyringError, OSError) as exc:  # keep the ring we have
+            log.error("gateway: cannot reload the keyring for key id %s: %s", key_id, exc)
+            return
+        if ring is not None:
+            self.keyring = ring
+            log.info("gateway: keyring reloaded for key id %s: key ids %s, current %s",
+                     key_id, ", ".join(ring.key_ids), ring.current)
+
+    def _retry_keys(self) -> None:
+        """Backends still waiting for a key id get another reload once its interval is over."""
+        for b in list(self.backends.values()):
+            if not b.live or not b.api_key or b.id in self._keys or b.key_id is None:
+                continue
+            unknown = self.keyring is None or b.key_id not in self.keyring.key_ids
+            if unknown and self._reload_due(b.key_id):
+                self._refresh_key(b)
 
     # -- our own decisions ---------------------------------------------------------------------
 
@@ -215,6 +262,7 @@ class ProvidersFold:
         while True:
             at = now()
             wait = TIMER_MAX_S
+            self._retry_keys()
             for b in list(self.backends.values()):
                 for event in providers.due(b, at):
                     await self._end(b.id, event, at)

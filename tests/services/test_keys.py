@@ -6,6 +6,7 @@ environment or a key file, and a malformed one is an error naming the setting.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,13 +22,17 @@ from events.client import EventClient
 from events.keyring import Keyring, new_key
 from events.usage import UsageCompleted
 from projections.protocol import QueryClient
+from services import cli_keys
 from services.cli_keys import KeysError, next_ring, write_keyring
 from services.gateway.app import create_app
+from services.gateway.keys import PROXY
 from services.projector import ProjectorHost
 from services.settings import Settings, SettingsError, load
 from tests.hosting import running
 from tests.polling import eventually
 from tests.services.clirun import clean_env, run
+from tests.services.proxy_fixtures import GATEWAY_KEY, start_upstream
+from tests.services.proxy_fixtures import auth as proxy_auth
 
 KEY1 = "k1=" + base64.urlsafe_b64encode(b"\x01" * 32).decode().rstrip("=")
 
@@ -75,6 +80,7 @@ KEY_A = "sk-live-PLAINTEXT-aaaa-0123456789"
 KEY_B = "sk-live-PLAINTEXT-bbbb-9876543210"
 ADMIN = "adm-SECRET-token-42"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
+CHAT = {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}
 
 
 async def every_message(nc: Any) -> list[tuple[str, str, bytes, dict[str, str]]]:
@@ -207,3 +213,52 @@ async def test_rotation_in_two_steps_through_the_environment_value(nats_url: str
     token = orjson.loads(data)["api_key"]
     assert subject == "providers.bkd_e.key_rotated" and token.startswith("k2:")
     assert switched.decrypt(token, aad="bkd_e") == KEY_A
+
+
+# --- a running gateway follows `keys rotate` through the key file, without a restart
+
+
+async def test_a_running_gateway_reloads_the_rotated_key_file_and_keeps_serving(
+    nats_url: str, tmp_path: Path, client: EventClient, caplog: pytest.LogCaptureFixture,
+    aiohttp_client: Callable[..., Awaitable[Any]],
+) -> None:
+    caplog.set_level(logging.INFO)
+    ring_file = tmp_path / "keyring"
+    ring = Keyring({"k1": new_key()})
+    write_keyring(ring_file, ring)
+    settings = Settings(nats_url=nats_url, home=str(tmp_path / "home"), projector_name="nobody",
+                        keyring_file=str(ring_file), gateway_keys=GATEWAY_KEY)
+    up = await start_upstream("a")
+    await client.append("bkd_a", [p.BackendCreated(
+        backend_name="A", api_base_url=up.url, api_key=ring.encrypt(KEY_A, aad="bkd_a"),
+        model_mappings={"gpt-x": p.ModelMapping(native_id="gpt-a")})], expected_seq=0)
+    gw = await aiohttp_client(create_app(settings))
+    fold = gw.app[PROXY].fold
+    fold.reload = settings.load_keyring  # what proxy_ctx should pass (see providers.ProvidersFold)
+
+    async def served() -> str:
+        r = await gw.post("/v1/chat/completions", json=CHAT, headers=proxy_auth())
+        assert r.status == 200, await r.text()
+        return str(up.seen[-1]["headers"]["Authorization"])
+
+    assert await served() == f"Bearer {KEY_A}"
+    assert await cli_keys.rotate(argparse.Namespace(keyring_file=None, stage=False), settings) == 0
+    await eventually(lambda: fold.backends["bkd_a"].key_id == "k2", 10, "the gateway folds key_rotated")
+    assert await served() == f"Bearer {KEY_A}"  # decrypted under k2, which only the new file holds
+    assert fold.keyring is not None and fold.keyring.key_ids == ("k1", "k2") and fold.keyring_reloads == 1
+
+    # a key id no key file holds: that backend stays out of routing, named; the others serve on
+    stranger = Keyring({"k9": new_key()})
+    [seq] = await client.append("bkd_b", [p.BackendCreated(
+        backend_name="B", api_base_url=up.url, api_key=stranger.encrypt(KEY_B, aad="bkd_b"),
+        model_mappings={"gpt-x": p.ModelMapping(native_id="gpt-b")})], expected_seq=0)
+    await client.append("bkd_b", [p.BackendUpdated(label="still unknown")], expected_seq=seq)
+    await eventually(lambda: fold.backends.get("bkd_b", p.Backend(id="-")).label == "still unknown", 10)
+    assert [b.id for b in fold.routable()] == ["bkd_a"]
+    assert fold.keyring_reloads == 2  # once for k9, not again for its second event
+    left_out = [r.getMessage() for r in caplog.records if "bkd_b left out of routing" in r.getMessage()]
+    assert left_out and all("'k9' is not in the keyring" in m for m in left_out)
+    assert await served() == f"Bearer {KEY_A}"
+    assert_nowhere([KEY_A, KEY_B], "a log line", ["\n".join(r.getMessage() for r in caplog.records).encode()])
+    assert up.server is not None
+    await up.server.close()
