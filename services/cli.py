@@ -17,8 +17,8 @@ from typing import Any
 import anyio
 
 from services import cli_commands as commands
+from services import cli_keys, cli_tasks, logs, loop
 from services import cli_output as show
-from services import cli_keys, cli_tasks, logs
 from services.settings import Settings, SettingsError, load
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(
             settings.log_level if verbose else max(logs.level_of(settings.log_level), 30)
         )
-        return int(anyio.run(args.run, args, settings))
+        return int(anyio.run(args.run, args, settings, backend_options=loop.backend_options()))
     except KeyboardInterrupt:
         show.fail("interrupted")
         return EXIT_INTERRUPTED

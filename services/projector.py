@@ -29,6 +29,7 @@ from projections.protocol import QueryClient, QueryError
 from projections.rebuild import build, swap_files
 from projections.runtime import ProjectionFailed
 from projections.store import file_path, remove_file
+from services import loop
 from services.projector_host import ProjectorError, ProjectorHost, module_named
 from services.settings import Settings, SettingsError, load
 
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    anyio.run(_run_until_signalled, settings, args.only)
+    anyio.run(_run_until_signalled, settings, args.only, backend_options=loop.backend_options())
     return 0
 
 

@@ -4,6 +4,10 @@ Providers are process-global in OpenTelemetry, so they are set up once here and 
 (gateway, projector, CLI-started `up`) shares them. Metrics are exported as Prometheus text from
 a private registry; values that live elsewhere (projection lag, heartbeat times held by the
 projector) are pulled into `Observed` just before a scrape and read by observable instruments.
+
+The few instruments touched on every proxied HTTP request are prometheus_client's own, on the same
+registry (`hot_registry`): the OpenTelemetry SDK spends ~6.5 us per `add`/`record` (attribute
+cleaning, view matching) against ~1.5 us, and a proxied request records three of them.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import prometheus_client
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -56,6 +61,7 @@ def setup(service_name: str = "agentledger") -> Telemetry:
         resource = Resource.create({"service.name": service_name})
         tracer_provider = TracerProvider(resource=resource)
         trace.set_tracer_provider(tracer_provider)
+        prometheus_client.disable_created_metrics()  # OpenTelemetry's counters have no `_created` either
         registry = CollectorRegistry(auto_describe=True)
         reader = PrometheusMetricReader(
             disable_target_info=True, scope_info_enabled=False, registry=registry
@@ -102,6 +108,11 @@ def _register_observed(provider: MeterProvider, observed: Observed) -> None:
 
 def meter() -> metrics.Meter:
     return setup().meter_provider.get_meter("agentledger")
+
+
+def hot_registry() -> CollectorRegistry:
+    """The registry for hot-path prometheus_client instruments (exported with everything else)."""
+    return setup().registry
 
 
 def tracer(name: str) -> trace.Tracer:

@@ -60,10 +60,11 @@ def run_upstream(port: int) -> None:
 
 
 def run_gateway(settings_json: str) -> None:
+    from services import loop
     from services.gateway.app import serve
 
     settings = Settings(**json.loads(settings_json))
-    anyio.run(serve, settings)
+    anyio.run(serve, settings, backend_options=loop.backend_options())  # as `agentledger serve gateway`
 
 
 async def wait_http(url: str, timeout: float = 20.0) -> None:

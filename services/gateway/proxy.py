@@ -61,9 +61,9 @@ class Attempt:
 
     def record(self) -> None:
         b = self.cand.backend
-        metrics.requests.add(1, {"backend": b.id, "model": self.model, "code": str(self.status or 0)})
+        metrics.requests.labels(b.id, self.model, str(self.status or 0)).inc()
         if self.cand.emergency:
-            metrics.emergency.add(1)
+            metrics.emergency.inc()
         prompt, completion = self.tokens
         event = usage.UsageCompleted(
             model=self.model, native_model=self.cand.native_model, endpoint=self.endpoint,  # type: ignore[arg-type]
@@ -161,7 +161,7 @@ async def forward(request: web.Request, endpoint: str) -> web.StreamResponse:
                 if att.status == 429:
                     break  # plan again: the cooldown just taken changes the order
     finally:
-        metrics.overhead.record(max(0.0, time.perf_counter() - start - upstream_s))
+        metrics.overhead.observe(max(0.0, time.perf_counter() - start - upstream_s))
 
 
 def unavailable(code: str, message: str, retry_after_s: int, status: int = 503) -> web.Response:

@@ -1,5 +1,8 @@
 """The proxy's instruments (DESIGN §7), created once per process like the HTTP ones in tracing.py.
 
+The per-request ones are prometheus_client's (see `services.telemetry.hot_registry`); the rest
+are OpenTelemetry observables read at scrape time.
+
 `agentledger_backend_state{backend}`: 0 ready, 1 cooling, 2 degraded, 3 down, 4 disabled, read
 from every providers fold of the process (a test may run two replicas in one process; the
 first fold to know a backend answers for it).
@@ -13,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Observation
+from prometheus_client import Counter, Histogram
 
 from services import telemetry
 
@@ -22,18 +26,18 @@ if TYPE_CHECKING:
 _folds: weakref.WeakSet[ProvidersFold] = weakref.WeakSet()
 _meter = telemetry.meter()
 
-requests = _meter.create_counter(
-    "agentledger_proxy_requests", description="Proxied attempts by backend, canonical model and status code"
+requests = Counter(
+    "agentledger_proxy_requests", "Proxied attempts by backend, canonical model and status code",
+    ["backend", "model", "code"], registry=telemetry.hot_registry(),
 )
-overhead = _meter.create_histogram(
-    "agentledger_proxy_overhead_seconds", unit="s",
-    description="Time a proxied request spends in the gateway, upstream time excluded",
-    explicit_bucket_boundaries_advisory=list(telemetry.SECONDS_BUCKETS),
+overhead = Histogram(
+    "agentledger_proxy_overhead_seconds", "Time a proxied request spends in the gateway, upstream time excluded",
+    unit="seconds", buckets=telemetry.SECONDS_BUCKETS, registry=telemetry.hot_registry(),
 )
-emergency = _meter.create_counter(
-    "agentledger_emergency", description="Attempts sent through emergency passthrough (10 % RPM)"
+emergency = Counter(
+    "agentledger_emergency", "Attempts sent through emergency passthrough (10 % RPM)",
+    registry=telemetry.hot_registry(),
 )
-emergency.add(0)  # known in advance: exported as 0 before the first emergency
 
 
 def state_of(b: object, now: datetime) -> int:

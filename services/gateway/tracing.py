@@ -12,21 +12,24 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Histogram
 
 from services import telemetry
 
 _tracer = telemetry.tracer(__name__)
-_duration = telemetry.meter().create_histogram(
-    "agentledger_http_request_duration_seconds", unit="s",
-    description="Gateway request latency by route and status",
-    explicit_bucket_boundaries_advisory=list(telemetry.SECONDS_BUCKETS),
+_duration = Histogram(
+    "agentledger_http_request_duration_seconds", "Gateway request latency by route and status",
+    ["route", "code"], unit="seconds", buckets=telemetry.SECONDS_BUCKETS, registry=telemetry.hot_registry(),
 )
+_CONTEXT_HEADERS = ("traceparent", "tracestate", "baggage")
 
 
 @web.middleware
 async def tracing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    ctx = propagate.extract(dict(request.headers))
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource else "unmatched"
+    headers = request.headers
+    ctx = propagate.extract(headers) if any(h in headers for h in _CONTEXT_HEADERS) else None
     start = time.perf_counter()
     with _tracer.start_as_current_span(
         f"{request.method} {route}", context=ctx, kind=SpanKind.SERVER,
@@ -38,7 +41,7 @@ async def tracing_middleware(request: web.Request, handler: Handler) -> web.Stre
             span.set_status(Status(StatusCode.ERROR))
         if span.get_span_context().is_valid:
             response.headers["traceparent"] = _traceparent(span)
-    _duration.record(time.perf_counter() - start, {"route": route, "code": str(response.status)})
+    _duration.labels(route, str(response.status)).observe(time.perf_counter() - start)
     return response
 
 

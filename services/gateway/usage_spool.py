@@ -1,7 +1,9 @@
 """Usage events leave the response path through a bounded local spool and a background publisher.
 
-`put` never waits: the proxy answers its client first. The publisher sends what waits in pipelined
-batches (`EventClient.publish_many`); what JetStream did not ack goes back to the head of the spool
+`put` never waits: the proxy answers its client first. The publisher lets events gather for
+`LINGER_S` and sends them in pipelined batches (`EventClient.publish_many`): on loopback a socket
+write costs about as much as a small HTTP request's parsing, so one per event would double the
+gateway's NATS cost; what JetStream did not ack goes back to the head of the spool
 and is sent again with the same `Nats-Msg-Id`, so an event whose ack was lost is stored once.
 While NATS is unreachable the spool holds up to `capacity` events (plus a batch whose publish
 failed, put back at the head); beyond that the newest are
@@ -29,6 +31,7 @@ from services import telemetry
 log = logging.getLogger(__name__)
 
 BATCH = 256
+LINGER_S = 0.005  # one write and one read carry the usage events of ~5 ms, not one syscall each
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 2.0
 
@@ -98,6 +101,8 @@ class UsageSpool:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
+            if len(self.items) < BATCH:
+                await asyncio.sleep(LINGER_S)
             batch = [self.items.popleft() for _ in range(min(BATCH, len(self.items)))]
             try:
                 await self.events.publish_many(batch)
