@@ -6,10 +6,11 @@ the new `AGENTLEDGER_KEYRING` value printed on stdout), then every live backend 
 still decrypt, because rotation only adds keys. Run it again after an interruption: backends
 already under the current key get no event.
 
-Gateways read the keyring at start, so a running gateway on the old ring cannot open keys
-re-encrypted under a key it does not know. For rotation without a gap: `keys rotate --stage` adds
-the key without using it (the current key stays), restart every gateway on that ring, then
-`keys rotate` switches to the staged key and re-encrypts.
+A running gateway whose keyring comes from `keyring_file` reads the file again when it meets a
+key id it does not know, so rotation needs no restart. A keyring given as `AGENTLEDGER_KEYRING`
+cannot change under a running process: `keys rotate --stage` adds the key without using it (the
+current key stays), restart every gateway on that ring, then `keys rotate` switches to the staged
+key and re-encrypts.
 """
 
 from __future__ import annotations
@@ -89,11 +90,12 @@ async def rotate(args: argparse.Namespace, settings: Settings) -> int:
         show.note(f"keyring written to {target}: key ids {', '.join(ring.key_ids)}, current {ring.current}")
     else:
         show.note(f"new keyring (key ids {', '.join(ring.key_ids)}, current {ring.current}); "
-                  "set it as AGENTLEDGER_KEYRING before restarting the gateways:")
+                  "set it as AGENTLEDGER_KEYRING and restart the gateways on it:")
         show.line(ring.to_env_value())
     if args.stage:
-        show.note(f"key {ring.key_ids[-1]} staged; restart every gateway on this keyring, then run "
-                  "`agentledger keys rotate` to switch to it and re-encrypt the backends")
+        show.note(f"key {ring.key_ids[-1]} staged; gateways on AGENTLEDGER_KEYRING need a restart on this "
+                  "keyring (a keyring_file is re-read by itself), then run `agentledger keys rotate` "
+                  "to switch to it and re-encrypt the backends")
         return 0
     nc = await connect_once(settings.url)
     try:

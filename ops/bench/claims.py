@@ -40,6 +40,7 @@ import nats
 from nats.aio.client import Client as NATS
 
 from events.streams import ensure_streams
+from services import loop
 from services.gateway.app import serve as serve_gateway
 from services.natsd import EmbeddedNats, default_config, free_port
 from services.settings import Settings
@@ -300,7 +301,7 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=2000.0, help="commands/s in all for the paced runs")
     p.add_argument("--profile", action="store_true", help="cProfile the command rounds (stderr)")
     args = p.parse_args()
-    print(json.dumps(anyio.run(bench, args), indent=2))
+    print(json.dumps(anyio.run(bench, args, backend_options=loop.backend_options()), indent=2))  # as `agentledger up`
     return 0
 
 

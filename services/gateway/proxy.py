@@ -276,7 +276,7 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
     """The providers fold, the shared upstream session and the usage spool, after NATS is open."""
     settings = app[SETTINGS]
     events = app[EVENTS]
-    fold = ProvidersFold(app[NC], events, settings.load_keyring())
+    fold = ProvidersFold(app[NC], events, settings.load_keyring(), reload=settings.load_keyring)
     metrics.follow(fold)
     spool = UsageSpool(events)
     session = aiohttp.ClientSession(

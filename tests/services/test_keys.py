@@ -234,7 +234,7 @@ async def test_a_running_gateway_reloads_the_rotated_key_file_and_keeps_serving(
         model_mappings={"gpt-x": p.ModelMapping(native_id="gpt-a")})], expected_seq=0)
     gw = await aiohttp_client(create_app(settings))
     fold = gw.app[PROXY].fold
-    fold.reload = settings.load_keyring  # what proxy_ctx should pass (see providers.ProvidersFold)
+    assert fold.reload is not None  # proxy_ctx wires the reload from the settings
 
     async def served() -> str:
         r = await gw.post("/v1/chat/completions", json=CHAT, headers=proxy_auth())
