@@ -76,16 +76,14 @@ async def client(nats_url: str) -> AsyncIterator[EventClient]:
 @pytest.fixture
 def spans() -> Iterator[Any]:
     """Finished spans of this test, captured by the OTel SDK's in-memory exporter."""
-    from opentelemetry import trace
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from services import telemetry
 
-    telemetry.setup()
     exporter = InMemorySpanExporter()
     processor = SimpleSpanProcessor(exporter)
-    trace.get_tracer_provider().add_span_processor(processor)  # type: ignore[attr-defined]
+    telemetry.add_span_processor(processor)
     yield exporter
     processor.shutdown()
 

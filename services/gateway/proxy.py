@@ -279,9 +279,9 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
     fold = ProvidersFold(app[NC], events, settings.load_keyring(), reload=settings.load_keyring)
     metrics.follow(fold)
     spool = UsageSpool(events)
-    session = aiohttp.ClientSession(
+    session = aiohttp.ClientSession(  # no cookie jar: one client's upstream cookies are no other's
         connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=60),
-        auto_decompress=True,
+        auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar(),
     )
     ctx = ProxyContext(fold, session, spool, key_digests(settings))
     app[PROXY] = ctx
