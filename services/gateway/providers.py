@@ -36,6 +36,7 @@ from events.streams import stream_name
 from events.subjects import domain_filter
 from projections.buffer import Buffer
 from projections.consumer import OrderedFeed
+from services.gateway.upstream import UpstreamPool
 from services.gateway.usage_spool import UsageSpool
 from services.settings import SettingsError
 
@@ -288,11 +289,13 @@ class ProvidersFold:
 
 
 class ProxyContext:
-    """The fold, the shared upstream session, the usage spool and the client key digests."""
+    """The fold, the upstream connections (aiohttp for streams and probes, the lean pool for the
+    rest), the usage spool and the client key digests."""
 
     def __init__(self, fold: ProvidersFold, session: ClientSession, spool: UsageSpool,
-                 digests: tuple[bytes, ...]) -> None:
+                 digests: tuple[bytes, ...], upstream: UpstreamPool) -> None:
         self.fold = fold
         self.session = session
+        self.upstream = upstream
         self.spool = spool
         self.digests = digests

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -35,13 +35,15 @@ from services.gateway.errors import HttpError, error_response
 from services.gateway.keys import EVENTS, NC, PROXY, SETTINGS
 from services.gateway.providers import ProvidersFold, ProxyContext, now
 from services.gateway.proxy_stream import relay
+from services.gateway.upstream import UpstreamPool
 from services.gateway.usage_spool import UsageSpool
 from services.settings import HASHED, Settings
 
 log = logging.getLogger(__name__)
 
 FAILOVER_STATUS = frozenset({429, 500, 502, 503, 504})
-_PASS_HEADERS = ("Content-Type", "x-request-id", "openai-processing-ms")
+_PASS_HEADERS = ("Content-Type", "Content-Encoding", "x-request-id", "openai-processing-ms")
+USER_AGENT = "agentledger-gateway"
 
 
 class Attempt:
@@ -187,7 +189,7 @@ def _upstream_request(att: Attempt, body: dict[str, Any]) -> tuple[str, bytes, d
     b = att.cand.backend
     key = att.ctx.fold.api_key(b.id) or ""
     payload = orjson.dumps({**body, "model": att.cand.native_model})
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "User-Agent": USER_AGENT,
                "Accept": "text/event-stream" if att.stream else "application/json"}
     return f"{b.api_base_url.rstrip('/')}/{att.endpoint}", payload, headers
 
@@ -195,11 +197,30 @@ def _upstream_request(att: Attempt, body: dict[str, Any]) -> tuple[str, bytes, d
 async def _send(request: web.Request, att: Attempt, body: dict[str, Any]) -> web.StreamResponse | None:
     """The response for the client, or None to fail over."""
     url, payload, headers = _upstream_request(att, body)
-    b = att.cand.backend
     if att.stream:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=b.timeout_seconds, sock_read=b.timeout_seconds)
-    else:
-        timeout = aiohttp.ClientTimeout(total=b.timeout_seconds)
+        return await _send_stream(request, att, url, payload, headers)
+    b = att.cand.backend
+    t0 = time.perf_counter()
+    try:
+        answer = await att.ctx.upstream.post(url, payload, headers, b.timeout_seconds)
+    except (TimeoutError, OSError, ValueError) as exc:
+        att.upstream_s += time.perf_counter() - t0
+        _failed(att, exc)
+        return None
+    att.upstream_s += time.perf_counter() - t0
+    if await _failover(att, answer.status, answer.headers):
+        return None
+    if answer.status < 400:
+        att.tokens = tokens_of(answer.body)
+        _succeeded(att)
+    return web.Response(body=answer.body, status=answer.status,
+                        headers={h: answer.headers[h] for h in _PASS_HEADERS if h in answer.headers})
+
+
+async def _send_stream(request: web.Request, att: Attempt, url: str, payload: bytes,
+                       headers: dict[str, str]) -> web.StreamResponse | None:
+    b = att.cand.backend
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=b.timeout_seconds, sock_read=b.timeout_seconds)
     t0 = time.perf_counter()
     try:
         resp = await att.ctx.session.post(url, data=payload, headers=headers, timeout=timeout)
@@ -208,7 +229,7 @@ async def _send(request: web.Request, att: Attempt, body: dict[str, Any]) -> web
         _failed(att, exc)
         return None
     try:
-        if att.stream and resp.status == 200:
+        if resp.status == 200:
             return await relay(request, att, resp, t0)
         try:
             data = await resp.read()
@@ -217,20 +238,24 @@ async def _send(request: web.Request, att: Attempt, body: dict[str, Any]) -> web
             _failed(att, exc)
             return None
         att.upstream_s += time.perf_counter() - t0
-        att.status = resp.status
-        if resp.status in FAILOVER_STATUS:
-            att.error = "upstream"
-            if resp.status == 429:
-                await att.ctx.fold.observe(b.id, providers.ObserveRateLimit(
-                    headers=dict(resp.headers), status=429, model=att.model))
+        if await _failover(att, resp.status, resp.headers):
             return None
-        if resp.status < 400:
-            att.tokens = tokens_of(data)
-            _succeeded(att)
         return web.Response(body=data, status=resp.status,
                             headers={h: resp.headers[h] for h in _PASS_HEADERS if h in resp.headers})
     finally:
         resp.release()
+
+
+async def _failover(att: Attempt, status: int, headers: Mapping[str, str]) -> bool:
+    """Record the status; True when it calls for the next backend (a 429 is observed first)."""
+    att.status = status
+    if status not in FAILOVER_STATUS:
+        return False
+    att.error = "upstream"
+    if status == 429:
+        await att.ctx.fold.observe(att.cand.backend.id, providers.ObserveRateLimit(
+            headers=dict(headers), status=429, model=att.model))
+    return True
 
 
 def _failed(att: Attempt, exc: BaseException) -> None:
@@ -283,7 +308,8 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
         connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=60),
         auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar(),
     )
-    ctx = ProxyContext(fold, session, spool, key_digests(settings))
+    upstream = UpstreamPool()
+    ctx = ProxyContext(fold, session, spool, key_digests(settings), upstream)
     app[PROXY] = ctx
     folding = asyncio.create_task(fold.run(), name="gateway-providers-fold")
     spooling = asyncio.create_task(spool.run(), name="gateway-usage-spool")
@@ -295,6 +321,7 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
     if folding.done():
         ready.cancel()
         await session.close()
+        upstream.close()
         spooling.cancel()
         probing.cancel()
         folding.result()  # a key id missing from the keyring stops the start, naming it
@@ -311,3 +338,4 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(folding, spooling, probing, return_exceptions=True)
         await session.close()
+        upstream.close()
