@@ -20,6 +20,7 @@ import anyio.abc
 import msgspec
 
 from services import cli_output as show
+from services import loop
 from services.connection import connect_once, redact
 from services.settings import Settings
 
@@ -54,6 +55,7 @@ async def up(args: argparse.Namespace, settings: Settings) -> int:
 
     async with until_signalled() as tg:
         running: supervisor.Running = await tg.start(supervisor.run, settings)
+        loop.freeze_started()
         where = f"embedded, store {running.home / 'nats'}" if running.embedded else "external"
         show.line("agentledger is up")
         show.line(f"  HTTP       {running.http_url}  (health {running.http_url}/health)")
@@ -95,6 +97,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         what = f"projector {settings.projector_name} answering on q.{settings.projector_name}"
     async with until_signalled() as tg:
         await tg.start(target, settings)
+        loop.freeze_started()
         show.line(f"{what} (NATS {redact(settings.url)}); Ctrl-C stops it")
     show.note(f"{args.service} stopped")
     return 0

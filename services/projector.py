@@ -157,7 +157,8 @@ async def _run_until_signalled(settings: Settings, only: list[str] | None) -> No
                     return
 
         tg.start_soon(stop_on_signal)
-        await serve(settings, only)
+        await tg.start(serve, settings, only)
+        loop.freeze_started()
 
 
 def main(argv: list[str] | None = None) -> int:
