@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from services.gateway.upstream import UpstreamError, UpstreamPool, target
 
@@ -164,3 +172,42 @@ def test_targets_keep_the_query_and_name_non_default_ports_in_the_host() -> None
     assert target("http://10.0.0.2:8080/v1/embeddings").host == "10.0.0.2:8080"
     with pytest.raises(ValueError, match="not an http"):
         target("ftp://example.com/x")
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, signed by its own key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+async def test_https_upstreams_are_verified_and_reused(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    raw = RawServer(ok(b'{"tls": true}'))
+    server = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=server_ctx)
+    url = f"https://localhost:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+    try:
+        trusting = UpstreamPool(ssl.create_default_context(cafile=str(cert)))
+        assert (await trusting.post(url, b"{}", {}, 5)).body == b'{"tls": true}'
+        assert (await trusting.post(url, b"{}", {}, 5)).status == 200
+        assert raw.connections == 1
+        trusting.close()
+        with pytest.raises(ssl.SSLCertVerificationError):  # the system's CAs do not know it
+            await UpstreamPool().post(url, b"{}", {}, 5)
+    finally:
+        server.close()
