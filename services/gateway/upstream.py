@@ -110,6 +110,9 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         assert self._parser is not None
+        if 100 <= self._parser.get_status_code() < 200:  # interim (100 Continue, 103): the answer follows
+            self._headers, self._body, self._headers_done = CIMultiDict(), [], False
+            return
         self._finish(reusable=self._parser.should_keep_alive())
 
     # the exchange

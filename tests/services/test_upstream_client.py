@@ -101,6 +101,18 @@ async def test_a_chunked_answer_is_joined(serve: Serve) -> None:
     assert (answer.status, answer.body) == (429, b"hello world")
 
 
+async def test_an_interim_answer_is_skipped_for_the_final_one(serve: Serve) -> None:
+    async def interim(request: bytes, w: asyncio.StreamWriter) -> bool:
+        w.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+        return await ok(b"final")(request, w)
+
+    raw, url = await serve(interim)
+    pool = UpstreamPool()
+    answer = await pool.post(url, b"{}", {}, 5)
+    assert (answer.status, answer.body, "Link" in answer.headers) == (200, b"final", False)
+    assert (await pool.post(url, b"{}", {}, 5)).body == b"final" and raw.connections == 1
+
+
 async def test_an_answer_delimited_by_the_end_of_the_connection_is_complete(serve: Serve) -> None:
     async def until_close(_: bytes, w: asyncio.StreamWriter) -> bool:
         w.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
