@@ -60,6 +60,12 @@ class Attempt:
         self.detail: str | None = None
         self.tokens = (0, 0)
         self.started = time.perf_counter()
+        self.latency_ms = 0.0
+
+    def done(self) -> None:
+        """Take the latency now; build and spool the usage event once the response is written."""
+        self.latency_ms = (time.perf_counter() - self.started) * 1000
+        asyncio.get_running_loop().call_soon(self.record)
 
     def record(self) -> None:
         b = self.cand.backend
@@ -71,7 +77,7 @@ class Attempt:
             model=self.model, native_model=self.cand.native_model, endpoint=self.endpoint,  # type: ignore[arg-type]
             status=self.status, prompt_tokens=prompt, completion_tokens=completion,
             cost=routing.cost(b, self.model, prompt, completion),
-            latency_ms=(time.perf_counter() - self.started) * 1000, ttft_ms=self.ttft_ms,
+            latency_ms=self.latency_ms, ttft_ms=self.ttft_ms,
             stream=self.stream, emergency=self.cand.emergency, pool=b.pool,
             request_id=self.request_id, attempt=self.n, error=self.error,
             error_detail=self.detail[:2000] if self.detail else None,
@@ -156,7 +162,7 @@ async def forward(request: web.Request, endpoint: str) -> web.StreamResponse:
                     response = await _send(request, att, body)
                 finally:
                     upstream_s += att.upstream_s
-                    att.record()
+                    att.done()
                 if response is not None:
                     return response
                 last_failure = att
