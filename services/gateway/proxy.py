@@ -42,7 +42,8 @@ from services.settings import HASHED, Settings
 log = logging.getLogger(__name__)
 
 FAILOVER_STATUS = frozenset({429, 500, 502, 503, 504})
-_PASS_HEADERS = ("Content-Type", "Content-Encoding", "x-request-id", "openai-processing-ms")
+_PASS_HEADERS = ("Content-Type", "x-request-id", "openai-processing-ms")
+_PASS_HEADERS_RAW = (*_PASS_HEADERS, "Content-Encoding")  # the lean client does not decompress
 USER_AGENT = "agentledger-gateway"
 
 
@@ -216,11 +217,7 @@ async def _send(request: web.Request, att: Attempt, body: dict[str, Any]) -> web
     att.upstream_s += time.perf_counter() - t0
     if await _failover(att, answer.status, answer.headers):
         return None
-    if answer.status < 400:
-        att.tokens = tokens_of(answer.body)
-        _succeeded(att)
-    return web.Response(body=answer.body, status=answer.status,
-                        headers={h: answer.headers[h] for h in _PASS_HEADERS if h in answer.headers})
+    return _answer(att, answer.status, answer.body, answer.headers, _PASS_HEADERS_RAW)
 
 
 async def _send_stream(request: web.Request, att: Attempt, url: str, payload: bytes,
@@ -246,10 +243,18 @@ async def _send_stream(request: web.Request, att: Attempt, url: str, payload: by
         att.upstream_s += time.perf_counter() - t0
         if await _failover(att, resp.status, resp.headers):
             return None
-        return web.Response(body=data, status=resp.status,
-                            headers={h: resp.headers[h] for h in _PASS_HEADERS if h in resp.headers})
+        return _answer(att, resp.status, data, resp.headers, _PASS_HEADERS)
     finally:
         resp.release()
+
+
+def _answer(att: Attempt, status: int, data: bytes, headers: Mapping[str, str],
+            passed: tuple[str, ...]) -> web.Response:
+    """The upstream's whole answer for the client; a success counts its tokens."""
+    if status < 400:
+        att.tokens = tokens_of(data)
+        _succeeded(att)
+    return web.Response(body=data, status=status, headers={h: headers[h] for h in passed if h in headers})
 
 
 async def _failover(att: Attempt, status: int, headers: Mapping[str, str]) -> bool:

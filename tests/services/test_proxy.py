@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import openai
+import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from events.client import EventClient
 from services.gateway.app import create_app
@@ -14,6 +18,7 @@ from tests.services.proxy_fixtures import (
     Client,
     Upstream,
     auth,
+    completion,
     create_backend,
     settings,
     start_upstream,
@@ -138,3 +143,30 @@ async def test_the_stock_openai_sdk_completes_plain_and_streamed_chats(gateway: 
         await sdk.close()
 
 
+
+
+async def test_a_compressed_answer_reaches_the_client_with_its_encoding(
+    client: EventClient, nats_url: str, aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    """The gateway asks for identity, but an upstream may compress anyway: the body is not
+    decompressed on the way, so its Content-Encoding must travel with it."""
+    seen: list[str] = []
+
+    async def gzipping(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Accept-Encoding", ""))
+        body = gzip.compress(orjson.dumps(completion("z", "z-native")))
+        return web.Response(body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", gzipping)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        await create_backend(client, "z", str(server.make_url("/v1")))
+        gateway = await aiohttp_client(create_app(settings(nats_url)))
+        r = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth())
+        assert r.status == 200 and r.headers["Content-Encoding"] == "gzip"
+        assert (await r.json())["choices"][0]["message"]["content"] == "hello from z"
+        assert seen == ["identity"]
+    finally:
+        await server.close()
