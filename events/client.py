@@ -13,7 +13,7 @@ import re
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import msgspec
 import nats
@@ -170,7 +170,7 @@ class EventClient:
     async def close(self) -> None:
         await self.nc.drain()
 
-    async def __aenter__(self) -> EventClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -217,7 +217,7 @@ class EventClient:
                 pending.append((subject, await self.js.publish_async(subject, out.payload, headers=headers)))
                 while pending and pending[0][1].done():
                     _settle(*pending.popleft(), seqs, errors)
-        except Exception as exc:  # nothing more is sent; what was sent is still accounted for
+        except Exception as exc:  # noqa: BLE001  (any failure stops sending; what was sent is still accounted for)
             stopped = translate(exc, subject)
         if pending:
             await asyncio.wait([f for _, f in pending], timeout=self.timeout)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import msgspec
 import nats
@@ -181,7 +181,7 @@ class TaskManager:
         self._thread.join()
         self._loop.close()
 
-    def __enter__(self) -> TaskManager:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

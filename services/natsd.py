@@ -17,6 +17,7 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class EmbeddedNats:
             proc.kill()
             proc.wait()
 
-    def __enter__(self) -> EmbeddedNats:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

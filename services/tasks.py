@@ -17,8 +17,10 @@ them from ever deciding twice on the same state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,10 +104,8 @@ class TasksService:
             finally:
                 with anyio.CancelScope(shield=True):
                     for sub in self._subs:
-                        try:
+                        with contextlib.suppress(Exception):  # the connection may be closing
                             await sub.unsubscribe()
-                        except Exception:  # noqa: BLE001  (closing connection)
-                            pass
                     self._subs.clear()
                     if self._tasks:
                         await asyncio.wait(list(self._tasks), timeout=self.timeout)
@@ -182,63 +182,62 @@ class TasksService:
 
     async def _task(self, cmd: Any, task_id: str, headers: dict[str, str]) -> bytes:
         fold = self.fold
-        last: Conflict | None = None
-        for _ in range(self.max_tries):
-            now = datetime.now(UTC)
-            try:
-                emitted = tasks.decide(cmd, fold.task(task_id), fold.board, now)
-            except tasks.TaskRuleError as exc:
-                raise CommandError(exc.code, str(exc)) from None
-            if not emitted:
-                return self._task_reply(task_id, [], [], fold.task_seq.get(task_id, 0))
-            entries = [Append(e.task_id, e.event, fold.task_seq.get(e.task_id, 0)) for e in emitted]
-            try:
-                seqs = await self.client.append_batch(entries, headers=headers)
-            except Conflict as exc:
-                last = exc
-                await self._catch_up("tasks", exc)
-                continue
-            except EventError as exc:
-                raise CommandError(_code(exc), str(exc)) from None
-            fold.apply_tasks(emitted, seqs, now)
-            return self._task_reply(task_id, emitted, seqs, seqs[-1])
-        state = fold.task(task_id)
-        holder = f", claimed by {state.claimed_by}" if state.claimed_by else ""
-        raise CommandError("conflict", f"task {task_id} is {state.status}{holder}: still changing "
-                                       f"after {self.max_tries} tries ({last})")
-
-    def _task_reply(self, task_id: str, emitted: list[Any], seqs: list[int], seq: int) -> bytes:
-        return _encoder.encode({"ok": True, "seq": seq, "events": _event_rows("tasks", emitted, seqs),
-                                "task": self.fold.task(task_id)})
+        try:
+            emitted, seqs = await self._decide_and_append(
+                "tasks", lambda now: tasks.decide(cmd, fold.task(task_id), fold.board, now),
+                fold.task_seq, fold.apply_tasks, headers)
+        except _StillChanging as exc:
+            state = fold.task(task_id)
+            holder = f", claimed by {state.claimed_by}" if state.claimed_by else ""
+            raise CommandError("conflict", f"task {task_id} is {state.status}{holder}: still changing "
+                                           f"after {self.max_tries} tries ({exc.last})") from None
+        return _encoder.encode({"ok": True, "seq": seqs[-1] if seqs else fold.task_seq.get(task_id, 0),
+                                "events": _event_rows("tasks", emitted, seqs), "task": fold.task(task_id)})
 
     async def _mail(self, cmd: Any, message_id: str, headers: dict[str, str]) -> bytes:
         fold = self.fold
+        reply_to = getattr(cmd, "in_reply_to", None)
+
+        def decide(now: datetime) -> list[Any]:
+            original = fold.messages.get(reply_to) if reply_to else None
+            return mail.decide(cmd, fold.message(message_id), now, original)
+
+        try:
+            emitted, seqs = await self._decide_and_append("mail", decide, fold.message_seq, fold.apply_mail, headers)
+        except _StillChanging as exc:
+            raise CommandError("conflict", f"message {message_id} still changing after {self.max_tries} tries "
+                                           f"({exc.last})") from None
+        return _encoder.encode({"ok": True, "seq": seqs[-1] if seqs else fold.message_seq.get(message_id, 0),
+                                "events": _event_rows("mail", emitted, seqs), "message": fold.message(message_id)})
+
+    async def _decide_and_append(
+        self, domain: str, decide: Callable[[datetime], list[Any]], seqs: dict[str, int],
+        apply: Callable[[list[Any], list[int], datetime], None], headers: dict[str, str],
+    ) -> tuple[list[Any], list[int]]:
+        """Decide on the fold's state and append what that emits as one atomic batch, each
+        aggregate expected at its folded seq; a lost race waits for the winner's events and decides
+        again. Returns what was emitted and its seqs (both empty when nothing changes)."""
         last: Conflict | None = None
         for _ in range(self.max_tries):
             now = datetime.now(UTC)
-            reply_to = getattr(cmd, "in_reply_to", None)
-            original = fold.messages.get(reply_to) if reply_to else None
             try:
-                emitted = mail.decide(cmd, fold.message(message_id), now, original)
-            except mail.MailRuleError as exc:
+                emitted = decide(now)
+            except (tasks.TaskRuleError, mail.MailRuleError) as exc:
                 raise CommandError(exc.code, str(exc)) from None
-            seq = fold.message_seq.get(message_id, 0)
-            seqs: list[int] = []
-            if emitted:
-                entries = [Append(e.message_id, e.event, fold.message_seq.get(e.message_id, 0)) for e in emitted]
-                try:
-                    seqs = await self.client.append_batch(entries, headers=headers)
-                except Conflict as exc:
-                    last = exc
-                    await self._catch_up("mail", exc)
-                    continue
-                except EventError as exc:
-                    raise CommandError(_code(exc), str(exc)) from None
-                fold.apply_mail(emitted, seqs, now)
-                seq = seqs[-1]
-            return _encoder.encode({"ok": True, "seq": seq, "events": _event_rows("mail", emitted, seqs),
-                                    "message": fold.message(message_id)})
-        raise CommandError("conflict", f"message {message_id} still changing after {self.max_tries} tries ({last})")
+            if not emitted:
+                return [], []
+            entries = [Append(e[0], e[1], seqs.get(e[0], 0)) for e in emitted]
+            try:
+                appended = await self.client.append_batch(entries, headers=headers)
+            except Conflict as exc:
+                last = exc
+                await self._catch_up(domain, exc)
+                continue
+            except EventError as exc:
+                raise CommandError(_code(exc), str(exc)) from None
+            apply(emitted, appended, now)
+            return emitted, appended
+        raise _StillChanging(last)
 
     async def _catch_up(self, domain: str, exc: Conflict) -> None:
         trace.get_current_span().add_event("conflict", {"last_seq": exc.last_seq or 0})
@@ -246,6 +245,12 @@ class TasksService:
             await self.fold.reach(domain, exc.last_seq, self.timeout)
         except Unavailable as err:
             raise CommandError("unavailable", str(err)) from None
+
+
+class _StillChanging(Exception):
+    def __init__(self, last: Conflict | None) -> None:
+        super().__init__(str(last))
+        self.last = last
 
 
 def _object(data: bytes) -> dict[str, Any]:
