@@ -186,11 +186,14 @@ class EventClient:
         return await self.send(prepare(aggregate_id, event, msg_id=msg_id, headers=headers))
 
     async def send(self, out: Outgoing) -> int:
-        headers = {**trace_headers(), **(out.headers or {})} or None
+        """Publish one prepared fact with the current trace context; its sequence once acked."""
+        return await self._publish(out.subject, out.payload, {**trace_headers(), **(out.headers or {})} or None)
+
+    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> int:
         try:
-            ack = await self.js.publish(out.subject, out.payload, headers=headers)
+            ack = await self.js.publish(subject, payload, headers=headers)
         except Exception as exc:
-            raise translate(exc, out.subject) from exc
+            raise translate(exc, subject) from exc
         return ack.seq
 
     async def publish_many(self, items: Iterable[Outgoing]) -> list[int]:
@@ -281,8 +284,8 @@ class EventClient:
                 h[H_EXPECTED] = str(e.expected_seq)
                 h[H_EXPECTED_SUBJECT] = aggregate_filter(e.event.domain, e.aggregate_id)
             outs.append(prepare(e.aggregate_id, e.event, msg_id=e.msg_id, headers=h or None))
-        if len(outs) == 1:
-            return [await self.send(outs[0])]
+        if len(outs) == 1:  # the trace context is in `base` already
+            return [await self._publish(outs[0].subject, outs[0].payload, outs[0].headers)]
         return await self._atomic(outs)
 
     async def _atomic(self, outs: list[Outgoing]) -> list[int]:
