@@ -16,7 +16,6 @@ key and re-encrypts.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from events.keyring import Keyring, new_key
 from services import cli_output as show
 from services import providers
 from services.connection import connect_once
+from services.files import write_atomic
 from services.settings import Settings
 
 
@@ -73,13 +73,7 @@ class KeysError(EventError):
 def write_keyring(path: Path, ring: Keyring) -> None:
     """Atomically, readable by the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(ring.to_env_value() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, ring.to_env_value() + "\n")
 
 
 async def rotate(args: argparse.Namespace, settings: Settings) -> int:

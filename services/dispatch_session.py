@@ -12,14 +12,14 @@ dispatcher then only counts timeouts (B3/B4), which is what it did before it cou
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from services.files import write_atomic
 
 log = logging.getLogger(__name__)
 COMPACTION_WINDOW_S = 300.0
@@ -76,7 +76,7 @@ def revive(path: Path, agent_id: str) -> bool:
         return False
     main["status"] = "idle"
     try:
-        _write_atomic(path, data)
+        write_atomic(path, json.dumps(data, indent=2), keep_mode=True)
     except OSError as exc:
         log.warning("dispatch: cannot revive %s in %s: %s", agent_id, path, exc)
         return False
@@ -131,17 +131,3 @@ def _compacting(checkpoints: Any, now: float) -> bool:
     )
 
 
-def _write_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
