@@ -8,12 +8,13 @@ The fake agent (`tests/fixtures/fake_agent.py`) exits in the way its task id nam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import msgspec
 import nats
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from nats.aio.client import Client as NATS
 
 from events import codec, tasks
@@ -548,6 +550,19 @@ async def test_the_loop_wakes_an_idle_agent_with_actionable_work_and_respects_it
         assert await stack.d.tick() == []  # cooling down: not woken although work is waiting
 
 
+@contextlib.asynccontextmanager
+async def webhook(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+    """A local wake endpoint; yields its URL."""
+    app = web.Application()
+    app.router.add_post("/wake", handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield str(server.make_url("/wake"))
+    finally:
+        await server.close()
+
+
 async def test_nats_and_webhook_modes_publish_the_wake_and_record_woken(
     stack: Stack, tmp_path: Path, nats_url: str
 ) -> None:
@@ -557,14 +572,7 @@ async def test_nats_and_webhook_modes_publish_the_wake_and_record_woken(
         got.append(await request.json())
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_post("/wake", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with webhook(hook) as url:
         sub = await stack.nc.subscribe(wake_subject(AGENT))
         via_nats = Dispatcher(settings_for(tmp_path, nats_url, dispatch_mode="nats"), stack.nc)
         created = await stack.create("wake-1")
@@ -578,7 +586,7 @@ async def test_nats_and_webhook_modes_publish_the_wake_and_record_woken(
                 tmp_path,
                 nats_url,
                 dispatch_mode="webhook",
-                dispatch_webhook_url=f"http://127.0.0.1:{port}/wake",
+                dispatch_webhook_url=url,
             ),
             stack.nc,
         )
@@ -590,8 +598,6 @@ async def test_nats_and_webhook_modes_publish_the_wake_and_record_woken(
         woken = [e for e in await stack.agent_events() if isinstance(e, AgentWoken)]
         assert [(w.via, w.task_id) for w in woken] == [("nats", "wake-1"), ("webhook", "wake-2")]
         assert [s.agent_id for s in await stack.started("wake-2")] == [AGENT]
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_wake_that_cannot_be_delivered_gives_the_task_back(
@@ -600,15 +606,7 @@ async def test_a_wake_that_cannot_be_delivered_gives_the_task_back(
     async def refuse(request: web.Request) -> web.Response:
         return web.Response(status=500)
 
-    app = web.Application()
-    app.router.add_post("/wake", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        url = f"http://127.0.0.1:{port}/wake"
+    async with webhook(refuse) as url:
         d = Dispatcher(
             settings_for(tmp_path, nats_url, dispatch_mode="webhook", dispatch_webhook_url=url),
             stack.nc,
@@ -620,8 +618,6 @@ async def test_a_wake_that_cannot_be_delivered_gives_the_task_back(
         task = (await stack.history("wake-3")).task
         assert task.status == "pending" and (task.status_reason or "").startswith("wake_failed")
         assert not [e for e in await stack.agent_events() if isinstance(e, AgentWoken)]
-    finally:
-        await runner.cleanup()
 
 
 def test_settings_name_what_a_dispatch_mode_needs() -> None:
