@@ -20,7 +20,7 @@ from typing import Annotated, ClassVar, Literal, NamedTuple, assert_never
 import msgspec
 from msgspec.structs import force_setattr, replace
 
-from events.registry import Event
+from events.core.registry import Event
 
 Status = Literal["idle", "busy", "offline", "exhausted"]
 AgentClass = Literal["high_frequency", "dev", "business"]

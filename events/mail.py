@@ -19,7 +19,7 @@ from typing import Annotated, ClassVar, Literal, NamedTuple, assert_never
 import msgspec
 from msgspec.structs import replace
 
-from events.registry import Event
+from events.core.registry import Event
 
 Performative = Literal["inform", "request"]
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]

@@ -17,7 +17,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from events.registry import Event
+from events.core.registry import Event
 
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Millis = Annotated[float, msgspec.Meta(ge=0)]

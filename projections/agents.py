@@ -40,10 +40,10 @@ import duckdb
 import pyarrow as pa
 
 from events.agents import Agent, AgentEvent, AgentHeartbeat, evolve, initial_state
-from events.meta import Meta
-from events.streams import stream_name
-from events.subjects import domain_filter
-from projections.arrow_batches import execute_with, from_columns, from_rows
+from events.core.meta import Meta
+from events.core.streams import stream_name
+from events.core.subjects import domain_filter
+from projections.runtime.arrow_batches import execute_with, from_columns, from_rows
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,14 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from events import codec
 from events import providers as domain
-from events.client import EventClient
-from events.errors import Conflict, EventError
-from events.keyring import Keyring, UnknownKeyId, key_id_of
-from events.meta import at_from_ns, parse_ack_subject
-from events.streams import stream_name
-from events.subjects import aggregate_filter, domain_filter
+from events.core import codec
+from events.core.client import EventClient
+from events.core.errors import Conflict, EventError
+from events.core.keyring import Keyring, UnknownKeyId, key_id_of
+from events.core.meta import at_from_ns, parse_ack_subject
+from events.core.streams import stream_name
+from events.core.subjects import aggregate_filter, domain_filter
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from events.keyring import Keyring, KeyringError
-from services.dispatch_policy import TemplateError, check_session_file
+from events.core.keyring import Keyring, KeyringError
+from services.dispatcher.policy import TemplateError, check_session_file
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]

@@ -22,8 +22,8 @@ import anyio
 import anyio.abc
 import msgspec
 
-from services.connection import connect_once, ensure_streams_at, redact
-from services.natsd import EmbeddedNats, NatsServerError, default_config, free_port
+from services.runtime.connection import connect_once, ensure_streams_at, redact
+from services.runtime.natsd import EmbeddedNats, NatsServerError, default_config, free_port
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,14 +60,15 @@ def embedded_server(settings: Settings) -> EmbeddedNats:
 def default_services(settings: Settings | None = None) -> dict[str, Service]:
     """The services `up` runs, in start order (imported late: they pull in DuckDB and aiohttp);
     the dispatcher last, and only when `dispatch_mode` is not off."""
-    from services import projector, tasks
     from services.gateway import app as gateway
+    from services.projector import service as projector
+    from services.tasks import service as tasks
 
     services: dict[str, Service] = {
         "projector": projector.serve, "tasks": tasks.serve, "gateway": gateway.serve
     }
     if settings is not None and settings.dispatch_mode != "off":
-        from services import dispatcher
+        from services.dispatcher import loop as dispatcher
 
         services["dispatcher"] = dispatcher.serve
     return services

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from events.client import EventClient
-from events.streams import ensure_streams
-from services.natsd import EmbeddedNats, free_port
+from events.core.client import EventClient
+from events.core.streams import ensure_streams
+from services.runtime.natsd import EmbeddedNats, free_port
 
 ACCOUNTS = 200
 
@@ -79,7 +79,7 @@ def spans() -> Iterator[Any]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from services import telemetry
+    from services.runtime import telemetry
 
     exporter = InMemorySpanExporter()
     processor = SimpleSpanProcessor(exporter)

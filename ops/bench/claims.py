@@ -39,12 +39,12 @@ import msgspec
 import nats
 from nats.aio.client import Client as NATS
 
-from events.streams import ensure_streams
+from events.core.streams import ensure_streams
 from services.gateway.app import serve as serve_gateway
-from services.loop import backend_options, freeze_started
-from services.natsd import EmbeddedNats, default_config, free_port
+from services.runtime.loop import backend_options, freeze_started
+from services.runtime.natsd import EmbeddedNats, default_config, free_port
 from services.settings import Settings
-from services.tasks import TasksService
+from services.tasks.service import TasksService
 
 GOALS = {"commands_per_s": 2000, "p50_ms": 3.0, "p99_ms": 15.0}
 CYCLE = ("claim", "start", "progress", "submit")
@@ -208,7 +208,7 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
     await echo_nc.subscribe("bench.echo", cb=echo)
     await echo_nc.flush()
     svc_nc = await nats.connect(url)
-    fold_nc = await nats.connect(url)  # as `services.tasks.serve` does
+    fold_nc = await nats.connect(url)  # as `services.tasks.service.serve` does
     svc = TasksService(svc_nc, fold_nc=fold_nc)
     gateway = Settings(nats_url=url, http_port=free_port())
     rounds: list[dict[str, Any]] = []

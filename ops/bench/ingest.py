@@ -35,11 +35,11 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client as NATS
 
-from events import codec
 from events.agents import AgentHeartbeat
-from events.client import EventClient, prepare
-from events.streams import ensure_streams
-from services.natsd import EmbeddedNats, default_config, find_binary, free_port
+from events.core import codec
+from events.core.client import EventClient, prepare
+from events.core.streams import ensure_streams
+from services.runtime.natsd import EmbeddedNats, default_config, find_binary, free_port
 
 TARGET_RATIO = 0.8
 STATUSES = ("idle", "busy", "offline", "exhausted")

@@ -32,11 +32,11 @@ import aiohttp
 import anyio
 from aiohttp import web
 
-from events.client import EventClient
-from events.keyring import Keyring
+from events.core.client import EventClient
+from events.core.keyring import Keyring
+from events.core.streams import ensure_streams
 from events.providers import BackendCreated, ModelMapping
-from events.streams import ensure_streams
-from services.natsd import EmbeddedNats, free_port
+from services.runtime.natsd import EmbeddedNats, free_port
 from services.settings import Settings
 
 GOALS = {"rps_ratio_min": 0.25, "p50_added_ms_max": 1.0}
@@ -61,8 +61,8 @@ def run_upstream(port: int) -> None:
 
 
 def run_gateway(settings_json: str) -> None:
-    from services import loop
     from services.gateway.app import serve
+    from services.runtime import loop
 
     settings = Settings(**json.loads(settings_json))
     anyio.run(serve, settings, backend_options=loop.backend_options())  # as `agentledger serve gateway`

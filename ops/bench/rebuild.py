@@ -3,7 +3,7 @@
 Starts its own nats-server (temp store, free port), publishes N heartbeats of 200 agents
 pipelined through the SDK, then measures in the same run
   (a) raw: a nats-py ordered push consumer over the stream, msgspec-decoding each payload, nothing else;
-  (b) rebuild: `services.projector.rebuild` of the agents projection into DuckDB (consumer, decode,
+  (b) rebuild: `services.projector.service.rebuild` of the agents projection into DuckDB (consumer, decode,
       fold, Arrow upserts, one transaction per batch, swap);
 and prints one JSON object with both rates (best of `--repeat` alternating runs), their ratio and
 the peak RSS after each phase.
@@ -28,10 +28,10 @@ import nats
 from nats.js.api import DeliverPolicy
 
 from events.agents import AgentHeartbeat
-from events.client import EventClient, prepare
-from events.streams import ensure_streams
-from services.natsd import EmbeddedNats, free_port
-from services.projector import rebuild
+from events.core.client import EventClient, prepare
+from events.core.streams import ensure_streams
+from services.projector.service import rebuild
+from services.runtime.natsd import EmbeddedNats, free_port
 from services.settings import Settings
 
 TARGET_RATE = 50_000

@@ -21,11 +21,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from events import codec
 from events import providers as domain
-from events.errors import ValidationError
-from events.keyring import MASK, KeyringError, mask
-from events.subjects import check_id
+from events.core import codec
+from events.core.errors import ValidationError
+from events.core.keyring import MASK, KeyringError, mask
+from events.core.subjects import check_id
 from services import providers
 from services.gateway.body import json_body, json_response, no_unknown, require_object
 from services.gateway.errors import HttpError

@@ -13,13 +13,14 @@ import anyio
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from events.client import EventClient
-from projections.protocol import QueryClient
-from services import telemetry
-from services.gateway import admin, agents, events, health, mail, proxy, queries, tasks
+from events.core.client import EventClient
+from projections.runtime.protocol import QueryClient
+from services.gateway import admin, agents, events, health, mail, queries, tasks
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
+from services.gateway.proxy import handler as proxy
 from services.gateway.tracing import tracing_middleware
+from services.runtime import telemetry
 from services.settings import Settings
 
 log = logging.getLogger(__name__)

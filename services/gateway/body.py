@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from events.errors import ValidationError
+from events.core.errors import ValidationError
 from services.gateway.errors import HttpError
 
 

@@ -13,8 +13,8 @@ import nats.errors
 import orjson
 from aiohttp import web
 
-from events.client import trace_headers
-from events.subjects import command
+from events.core.client import trace_headers
+from events.core.subjects import command
 from services.gateway.body import json_body, json_response, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import NC, SETTINGS

@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from events.client import Refused
-from events.errors import Conflict, Unavailable, ValidationError
-from projections.protocol import QueryError
+from events.core.client import Refused
+from events.core.errors import Conflict, Unavailable, ValidationError
+from projections.runtime.protocol import QueryError
 
 log = logging.getLogger(__name__)
 

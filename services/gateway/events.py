@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from events.client import Outgoing, PublishError, prepare_json
-from events.errors import ValidationError
+from events.core.client import Outgoing, PublishError, prepare_json
+from events.core.errors import ValidationError
 from services.gateway.body import field, json_body, json_response, no_unknown, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import EVENTS, SETTINGS

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from projections.protocol import QueryError
+from projections.runtime.protocol import QueryError
 from services.gateway.body import json_response
 from services.gateway.keys import NC, QUERIES, TELEMETRY
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from events.client import EventClient
-from events.keyring import Keyring
-from projections.protocol import QueryClient
-from services.gateway.providers import ProxyContext
+from events.core.client import EventClient
+from events.core.keyring import Keyring
+from projections.runtime.protocol import QueryClient
+from services.gateway.proxy.providers import ProxyContext
+from services.runtime.telemetry import Telemetry
 from services.settings import Settings
-from services.telemetry import Telemetry
 
 SETTINGS = web.AppKey("settings", Settings)
 NC = web.AppKey("nats", NATS)

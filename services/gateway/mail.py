@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from events.subjects import check_id
+from events.core.subjects import check_id
 from services.gateway.body import json_response
 from services.gateway.commands import body_object, send, with_id
 from services.gateway.keys import QUERIES

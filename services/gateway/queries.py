@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from events.errors import ValidationError
+from events.core.errors import ValidationError
 from services.gateway.body import field, json_body, json_response, no_unknown, require_object
 from services.gateway.keys import QUERIES
 

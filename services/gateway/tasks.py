@@ -13,8 +13,8 @@ from typing import Any, get_args
 import orjson
 from aiohttp import web
 
-from events.errors import ValidationError
-from events.subjects import check_id
+from events.core.errors import ValidationError
+from events.core.subjects import check_id
 from events.tasks import VERBS, Status
 from services.gateway.body import json_response
 from services.gateway.commands import body_object, send, with_id

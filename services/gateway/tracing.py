@@ -14,7 +14,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Histogram
 
-from services import telemetry
+from services.runtime import telemetry
 
 _tracer = telemetry.tracer(__name__)
 _duration = Histogram(

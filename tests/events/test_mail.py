@@ -9,7 +9,7 @@ from hypothesis import given as hyp_given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from events import codec
+from events.core import codec
 from events.mail import (
     AlreadySent,
     MailEmitted,

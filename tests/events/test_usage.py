@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from events import codec
-from events.errors import ValidationError
+from events.core import codec
+from events.core.errors import ValidationError
 from events.usage import UsageCompleted, msg_id
 
 SUBJECT = "usage.bkd_nvidia1.completed"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
-from events.client import EventClient
-from projections.protocol import QueryClient
-from services.projector import ProjectorHost
+from events.core.client import EventClient
+from projections.runtime.protocol import QueryClient
+from services.projector.service import ProjectorHost
 from services.settings import Settings
 from tests.hosting import running
 

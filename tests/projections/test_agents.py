@@ -17,9 +17,9 @@ from events.agents import (
     AgentUpdated,
     AgentWoken,
 )
-from events.meta import Meta
+from events.core.meta import Meta
 from projections import agents
-from projections.store import Store
+from projections.runtime.store import Store
 
 T0 = datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC)
 

@@ -15,12 +15,12 @@ import anyio.abc
 import pytest
 
 from events.agents import AgentHeartbeat
-from events.client import EventClient
+from events.core.client import EventClient
 from services import up
-from services.natsd import free_port, port_free
+from services.runtime.natsd import free_port, port_free
 from services.settings import Settings, load
 from tests.polling import eventually
-from tests.services.clirun import clean_env, script
+from tests.services.cli.clirun import clean_env, script
 
 
 def settings_for(home: Path, **overrides: Any) -> Settings:
@@ -91,7 +91,7 @@ async def test_a_service_that_returns_on_its_own_is_an_error(nats_url: str, tmp_
 
 
 async def test_unreachable_external_nats_fails_before_starting_anything(tmp_path: Path) -> None:
-    from events.errors import Unavailable
+    from events.core.errors import Unavailable
 
     rec = Recorder()
     with pytest.raises(Unavailable, match="cannot connect to NATS"):

@@ -1,0 +1,26 @@
+"""The SDK in one import: what an agent's script needs to write events and send task commands.
+
+`from events.sdk import EventClient, TaskManager` is the stable public path; the modules behind it
+(`events.core.client`, `events.tasks.client`) may move. Event types stay in their domains
+(`events.agents.AgentHeartbeat`, `events.tasks.TaskCreated`, ...).
+"""
+
+from events.core.client import EventClient, PublishError, Refused, prepare, prepare_json
+from events.core.errors import Conflict, EventError, Unavailable, UnknownEvent, ValidationError
+from events.tasks.client import NotFound, TaskClient, TaskManager
+
+__all__ = [
+    "Conflict",
+    "EventClient",
+    "EventError",
+    "NotFound",
+    "PublishError",
+    "Refused",
+    "TaskClient",
+    "TaskManager",
+    "Unavailable",
+    "UnknownEvent",
+    "ValidationError",
+    "prepare",
+    "prepare_json",
+]

@@ -1,0 +1,136 @@
+"""The query protocol spoken over NATS request/reply on `q.<service>`.
+
+Only the projector opens its DuckDB files (DuckDB allows one writer process, and another process
+cannot even open the file read-only), so the gateway and the CLI ask it here.
+
+Requests (JSON objects, field `op`):
+- `{"op": "sql", "projection": P, "sql": S, "limit"?: N}`       read-only SQL (SELECT only)
+- `{"op": "query", "projection": P, "name": Q, "params"?: {..}}` a named query of projection P
+- `{"op": "health"}`                                             per projection: healthy, error, lag
+- `{"op": "rejects", "projection"?: P, "limit"?: N}`             rows of `_rejects`
+- `{"op": "snapshot", "projection": P}`                          write the snapshot now
+- `{"op": "swap", "projection": P, "path": F}`                   adopt a rebuilt file, live
+
+Replies: `{"ok": true, "columns": [...], "rows": [[...]], "truncated": bool}` for row answers,
+`{"ok": true, ...}` for the others, `{"ok": false, "error": {"code": C, "message": M}}` on error,
+with C one of bad_request, not_found, timeout, unavailable, internal.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from events.core.subjects import query as query_subject
+
+ErrorCode = Literal["bad_request", "not_found", "timeout", "unavailable", "internal"]
+
+
+class QueryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    op: Literal["sql", "query", "health", "rejects", "snapshot", "swap"]
+    projection: str | None = None
+    sql: str | None = None
+    name: str | None = None
+    params: dict[str, Any] = {}
+    limit: int | None = None
+    path: str | None = None
+
+
+class QueryError(Exception):
+    """The projector answered with an error; `code` maps to an HTTP status at the gateway."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Rows(msgspec.Struct, kw_only=True):
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool = False
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
+
+
+def _enc_hook(value: Any) -> Any:
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_request_decoder = msgspec.json.Decoder(QueryRequest)
+
+
+def encode_reply(body: dict[str, Any]) -> bytes:
+    return _encoder.encode(body)
+
+
+def error_reply(code: ErrorCode, message: str) -> bytes:
+    return _encoder.encode({"ok": False, "error": {"code": code, "message": message}})
+
+
+def decode_request(data: bytes) -> QueryRequest:
+    """Raises QueryError(bad_request) naming the field when the request is malformed."""
+    try:
+        return _request_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise QueryError("bad_request", f"invalid query request: {exc}") from None
+
+
+class QueryClient:
+    """Asks a projector service; raises QueryError, with code `unavailable` when nobody answers."""
+
+    def __init__(self, nc: NATS, service: str = "projector", timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.subject = query_subject(service)
+        self.timeout = timeout
+
+    async def request(self, req: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        wait = timeout or self.timeout
+        try:
+            msg = await self.nc.request(self.subject, msgspec.json.encode(req), timeout=wait)
+        except nats.errors.NoRespondersError:
+            raise QueryError("unavailable", f"no projector answers on {self.subject}") from None
+        except nats.errors.TimeoutError:
+            raise QueryError("timeout", f"projector on {self.subject} did not answer in {wait:.1f}s") from None
+        except nats.errors.Error as exc:
+            raise QueryError("unavailable", f"cannot reach projector on {self.subject}: {exc}") from None
+        reply: dict[str, Any] = msgspec.json.decode(msg.data)
+        if not reply.get("ok"):
+            err = reply.get("error") or {}
+            raise QueryError(err.get("code", "internal"), err.get("message", "projector error"))
+        return reply
+
+    async def sql(self, projection: str, sql: str, limit: int | None = None) -> Rows:
+        reply = await self.request({"op": "sql", "projection": projection, "sql": sql, "limit": limit})
+        return msgspec.convert(reply, Rows, from_attributes=False, strict=False)
+
+    async def query(self, projection: str, name: str, **params: Any) -> Rows:
+        reply = await self.request({"op": "query", "projection": projection, "name": name, "params": params})
+        return msgspec.convert(reply, Rows, strict=False)
+
+    async def health(self, timeout: float | None = None) -> dict[str, Any]:
+        return (await self.request({"op": "health"}, timeout))["projections"]
+
+    async def rejects(self, projection: str | None = None, limit: int = 100) -> Rows:
+        reply = await self.request({"op": "rejects", "projection": projection, "limit": limit})
+        return msgspec.convert(reply, Rows, strict=False)
+
+    async def snapshot(self, projection: str) -> dict[str, Any]:
+        return await self.request({"op": "snapshot", "projection": projection})
+
+    async def swap(self, projection: str, path: str) -> dict[str, Any]:
+        return await self.request({"op": "swap", "projection": projection, "path": path}, timeout=60.0)

@@ -1,0 +1,2 @@
+"""The `agentledger` command line: `main` parses, a module per command group runs, `output`
+prints."""

@@ -1,0 +1,105 @@
+"""`agentledger up` and `agentledger serve`: the long-running commands, stopped by a signal.
+
+Every CLI command takes the parsed arguments and Settings and returns an exit code.
+
+Only this layer and `services.cli.output` print. Errors are raised, not printed: `services.cli.main.main` turns
+the expected ones into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from services.cli import output as show
+from services.runtime import loop
+from services.runtime.connection import connect_once, redact
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (exit code 2); the message says how."""
+
+
+@asynccontextmanager
+async def until_signalled() -> AsyncIterator[anyio.abc.TaskGroup]:
+    """A task group cancelled by the first SIGINT/SIGTERM; later signals are ignored while it stops."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                async for signum in signals:
+                    log.info("%s received; stopping", signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    return
+
+            tg.start_soon(watch)
+            yield tg
+
+
+# --- long-running --------------------------------------------------------------------------
+
+
+async def up(args: argparse.Namespace, settings: Settings) -> int:
+    from services import up as supervisor
+
+    async with until_signalled() as tg:
+        running: supervisor.Running = await tg.start(supervisor.run, settings)
+        loop.freeze_started()
+        where = f"embedded, store {running.home / 'nats'}" if running.embedded else "external"
+        show.line("agentledger is up")
+        show.line(f"  HTTP       {running.http_url}  (health {running.http_url}/health)")
+        show.line(f"  NATS       {running.nats_url}  ({where})")
+        show.line(
+            f"  snapshots  {running.snapshot_dir}/<projection>.snapshot.duckdb (open read-only)"
+        )
+        show.line("Ctrl-C stops everything.")
+    show.note("agentledger stopped")
+    return 0
+
+
+async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    nc = await connect_once(settings.url)
+    await nc.close()
+    if args.service == "gateway":
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        from services.gateway import app as gateway
+
+        target: Callable[..., Awaitable[Any]] = gateway.serve
+        what = f"gateway listening on {settings.http_url}"
+    elif args.service == "tasks":
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        from services.tasks import service as tasks
+
+        target = tasks.serve
+        what = "tasks service answering on cmd.tasks.*"
+    else:
+        from projections import catalog
+        from services.projector import service as projector
+
+        catalog.select(args.only)
+
+        async def target(s: Settings, *, task_status: Any) -> None:
+            await projector.serve(s, args.only or None, task_status=task_status)
+
+        what = f"projector {settings.projector_name} answering on q.{settings.projector_name}"
+    async with until_signalled() as tg:
+        await tg.start(target, settings)
+        loop.freeze_started()
+        show.line(f"{what} (NATS {redact(settings.url)}); Ctrl-C stops it")
+    show.note(f"{args.service} stopped")
+    return 0
+
+
+# --- events ---------------------------------------------------------------------------------

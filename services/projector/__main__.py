@@ -1,0 +1,5 @@
+import sys
+
+from services.projector.service import main
+
+sys.exit(main())

@@ -1,0 +1,186 @@
+"""The projector host: one runtime per projection, the query responder and periodic snapshots.
+
+It is the only owner of the projection files (`<projections_dir>/<name>.duckdb`) and does every
+live file change itself: a rebuilt file is swapped in here, between two batches, never behind its
+back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+import duckdb
+from anyio.abc import TaskGroup, TaskStatus
+from nats.aio.client import Client as NATS
+from opentelemetry.trace import Tracer
+
+from projections import catalog
+from projections.runtime.loop import Runtime
+from projections.runtime.protocol import QueryError
+from projections.runtime.rebuild import swap_files
+from projections.runtime.responder import Responder
+from projections.runtime.store import Store, file_path
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ProjectorError(Exception):
+    """Root of what serve/rebuild/replay raise to their callers; the message says what to do."""
+
+
+def module_named(name: str) -> ModuleType:
+    """The projection module called `name`, or a ProjectorError listing the known ones."""
+    try:
+        return catalog.get(name)
+    except catalog.UnknownProjection as exc:
+        raise ProjectorError(str(exc)) from None
+
+
+@dataclass
+class _Slot:
+    module: ModuleType
+    store: Store | None = None
+    runtime: Runtime | None = None
+    scope: anyio.CancelScope | None = None
+    stopped: anyio.Event = field(default_factory=anyio.Event)
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    snapshot_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    snapshot_of: dict[str, int] | None = None
+
+
+class ProjectorHost:
+    """One runtime per projection, the query responder and periodic snapshots, in one task group."""
+
+    def __init__(
+        self, settings: Settings, nc: NATS, names: list[str] | None = None, *, tracer: Tracer | None = None
+    ) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.tracer = tracer
+        self.directory = settings.projections_dir
+        modules = [module_named(n) for n in names] if names else catalog.select(None)
+        self.slots = {m.NAME: _Slot(m) for m in modules}
+        self._tg: TaskGroup | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open and subscribe every projection, then answer; runs until cancelled."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for slot in self.slots.values():
+                await tg.start(self._host, slot)
+            responder = Responder(
+                self.nc, self, self.settings.projector_name,
+                row_limit=self.settings.query_row_limit, timeout_s=self.settings.query_timeout_s,
+            )
+            await tg.start(responder.run)
+            tg.start_soon(self._snapshots)
+            log.info("projector %s hosting %s in %s", self.settings.projector_name,
+                     ", ".join(self.slots), self.directory)
+            task_status.started()
+
+    async def _host(self, slot: _Slot, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        name = slot.module.NAME
+        store = Store(file_path(self.directory, name), slot.module, confine=True)
+        await anyio.to_thread.run_sync(store.open)
+        slot.store, slot.stopped = store, anyio.Event()
+        slot.runtime = Runtime(
+            slot.module, store, self.nc, batch_size=self.settings.batch_size,
+            batch_ms=self.settings.batch_ms, tracer=self.tracer,
+        )
+        try:
+            with anyio.CancelScope() as scope:
+                slot.scope = scope
+                await slot.runtime.run(task_status=task_status)
+        finally:
+            with anyio.CancelScope(shield=True):
+                slot.store = None
+                await anyio.to_thread.run_sync(store.close)
+                slot.stopped.set()
+
+    # -- what the responder asks -------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return list(self.slots)
+
+    def projection(self, name: str) -> tuple[ModuleType, Store]:
+        slot = self.slots.get(name)
+        if slot is None:
+            raise QueryError("not_found", f"projection {name!r} is not hosted here; hosted: "
+                             f"{', '.join(self.slots) or 'none'}")
+        if slot.store is None or slot.store.con is None:
+            raise QueryError("unavailable", f"projection {name} is being swapped or is not open")
+        return slot.module, slot.store
+
+    def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, slot in self.slots.items():
+            if slot.runtime is None or slot.store is None:
+                out[name] = {"healthy": False, "error": "not open", "lag": 0, "checkpoints": {},
+                             "rejects": 0, "caught_up": False, "last_batch_at": None}
+            else:
+                out[name] = slot.runtime.health()
+        return out
+
+    async def snapshot(self, name: str) -> Path:
+        """Write `<name>.snapshot.duckdb` now, between two batches."""
+        _, store = self.projection(name)
+        slot = self.slots[name]
+        async with slot.snapshot_lock:
+            dest = file_path(self.directory, name, "snapshot")
+            checkpoints = dict(slot.runtime.checkpoints) if slot.runtime else {}
+            await anyio.to_thread.run_sync(store.snapshot, dest)
+            slot.snapshot_of = checkpoints
+            log.debug("projection %s snapshot at %s -> %s", name, checkpoints, dest)
+            return dest
+
+    async def swap(self, name: str, path: str) -> dict[str, Any]:
+        """Adopt a file built elsewhere: stop, rename, reopen, resume from its checkpoint."""
+        self.projection(name)
+        slot = self.slots[name]
+        built = Path(path)
+        if not built.is_file():
+            raise QueryError("bad_request", f"no such file {path}")
+        try:
+            checkpoints = await anyio.to_thread.run_sync(_read_checkpoints, built, name)
+        except duckdb.Error as exc:
+            raise QueryError("bad_request", f"{path} is not a projection file of {name}: {exc}") from None
+        assert self._tg is not None
+        async with slot.lock:
+            if slot.scope is not None:
+                slot.scope.cancel()
+            await slot.stopped.wait()
+            previous = await anyio.to_thread.run_sync(swap_files, self.directory, name, built)
+            await self._tg.start(self._host, slot)
+        log.info("projection %s swapped in %s at %s", name, built, checkpoints)
+        return {"projection": name, "checkpoints": checkpoints,
+                "previous": str(previous) if previous else None}
+
+    async def _snapshots(self) -> None:
+        """Refresh each snapshot that is behind, from the start on, so readers find one early."""
+        while True:
+            for name, slot in self.slots.items():
+                if slot.runtime is None or slot.runtime.checkpoints == slot.snapshot_of:
+                    continue
+                try:
+                    await self.snapshot(name)
+                except QueryError:
+                    continue  # being swapped; the next round writes it
+                except Exception:
+                    log.exception("projection %s: snapshot failed", name)
+            await anyio.sleep(self.settings.snapshot_interval_s)
+
+
+def _read_checkpoints(path: Path, name: str) -> dict[str, int]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute("SELECT stream, seq FROM _checkpoints WHERE projection = ?", [name]).fetchall()
+    finally:
+        con.close()
+    return {s: int(q) for s, q in rows}
