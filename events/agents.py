@@ -20,6 +20,7 @@ from typing import Annotated, ClassVar, Literal, NamedTuple, assert_never
 import msgspec
 from msgspec.structs import force_setattr, replace
 
+from events.core.policy import Writers, writers
 from events.core.registry import Event
 
 Status = Literal["idle", "busy", "offline", "exhausted"]
@@ -49,7 +50,10 @@ ROUND_WARNING_RATIO = 0.8
 
 
 class AgentEvent(Event, frozen=True, kw_only=True):
+    """Facts an agent states about itself, unless an event says otherwise."""
+
     domain: ClassVar[str] = "agents"
+    writers: ClassVar[Writers] = writers("agent:self", "admin")
 
 
 class AgentRegistered(AgentEvent, frozen=True, kw_only=True):
@@ -105,6 +109,7 @@ class AgentCooldownStarted(AgentEvent, frozen=True, kw_only=True):
     """The dispatcher will not wake the agent before `until` (a 429 from its provider)."""
 
     name: ClassVar[str] = "cooldown_started"
+    writers: ClassVar[Writers] = writers("dispatcher", "admin")
     until: datetime
     reason: Text
     task_id: Text | None = None
@@ -112,6 +117,7 @@ class AgentCooldownStarted(AgentEvent, frozen=True, kw_only=True):
 
 class AgentCooldownEnded(AgentEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "cooldown_ended"
+    writers: ClassVar[Writers] = writers("dispatcher", "admin")
     reason: Text | None = None
 
 
@@ -119,6 +125,7 @@ class AgentWoken(AgentEvent, frozen=True, kw_only=True):
     """The dispatcher woke the agent: `via` command | nats | webhook, for a task or for mail."""
 
     name: ClassVar[str] = "woken"
+    writers: ClassVar[Writers] = writers("dispatcher", "watchdog", "scheduler", "admin")
     via: Literal["command", "nats", "webhook"]
     task_id: Text | None = None
     session_id: Text | None = None

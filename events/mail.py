@@ -19,6 +19,7 @@ from typing import Annotated, ClassVar, Literal, NamedTuple, assert_never
 import msgspec
 from msgspec.structs import replace
 
+from events.core.policy import Writers, writers
 from events.core.registry import Event
 
 Performative = Literal["inform", "request"]
@@ -32,6 +33,8 @@ Body = Annotated[str, msgspec.Meta(max_length=100_000)]
 
 class MailEvent(Event, frozen=True, kw_only=True):
     domain: ClassVar[str] = "mail"
+    writers: ClassVar[Writers] = writers("tasks")
+    written_by: ClassVar[str] = "the tasks service (send a command: cmd.tasks.send_mail|read_mail)"
 
 
 class MailSent(MailEvent, frozen=True, kw_only=True):

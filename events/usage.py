@@ -17,6 +17,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from events.core.policy import Writers, writers
 from events.core.registry import Event
 
 Count = Annotated[int, msgspec.Meta(ge=0)]
@@ -27,6 +28,8 @@ ErrorKind = Literal["timeout", "connect", "upstream", "stream_broken", "client_g
 
 class UsageEvent(Event, frozen=True, kw_only=True):
     domain: ClassVar[str] = "usage"
+    writers: ClassVar[Writers] = writers("gateway")
+    written_by: ClassVar[str] = "the gateway's provider proxy"
 
 
 class UsageCompleted(UsageEvent, frozen=True, kw_only=True):

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from events.core.errors import UnknownEvent
+from events.core.policy import Rule, Writers
 from events.core.subjects import DOMAINS
 
 _BY_KEY: dict[tuple[str, str], type[Event]] = {}
@@ -21,6 +22,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     domain: ClassVar[str] = ""
     name: ClassVar[str] = ""
+    writers: ClassVar[Writers] = frozenset()  # who may write it (events.core.policy)
+    written_by: ClassVar[str] = ""  # how a person should say it in a refusal, when not the names
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -28,6 +31,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             return
         if cls.domain not in DOMAINS:
             raise TypeError(f"{cls.__name__}: domain {cls.domain!r} is not one of {DOMAINS}")
+        if not cls.writers:
+            raise TypeError(f"{cls.__name__}: declare its writers (events.core.policy)")
         key = (cls.domain, cls.name)
         if key in _BY_KEY and _BY_KEY[key].__qualname__ != cls.__qualname__:
             raise TypeError(f"event {cls.domain}.{cls.name} is defined twice")
@@ -47,3 +52,10 @@ def lookup(domain: str, name: str) -> type[Event]:
 
 def events_of(domain: str) -> dict[str, type[Event]]:
     return {n: t for (d, n), t in _BY_KEY.items() if d == domain}
+
+
+def rules() -> dict[tuple[str, str], Rule]:
+    """The write policy of every registered event (import `events.catalog` first)."""
+    return {
+        key: Rule(key[0], key[1], t.writers, t.written_by) for key, t in sorted(_BY_KEY.items())
+    }

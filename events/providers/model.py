@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 
 from events.core.keyring import TOKEN_PATTERN
+from events.core.policy import Writers, writers
 from events.core.registry import Event
 
 Pool = Literal["primary", "fallback"]
@@ -46,6 +47,8 @@ Mappings = dict[Name, ModelMapping]
 
 class ProviderEvent(Event, frozen=True, kw_only=True):
     domain: ClassVar[str] = "providers"
+    writers: ClassVar[Writers] = writers("gateway", "admin")
+    written_by: ClassVar[str] = "the admin API (and the gateway's own proxy decisions)"
 
 
 class BackendCreated(ProviderEvent, frozen=True, kw_only=True):

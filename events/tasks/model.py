@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal, NamedTuple
 
 import msgspec
 
+from events.core.policy import Writers, writers
 from events.core.registry import Event
 
 Status = Literal[
@@ -54,6 +55,8 @@ def fix_id(task_id: str, n: int) -> str:
 
 class TaskEvent(Event, frozen=True, kw_only=True):
     domain: ClassVar[str] = "tasks"
+    writers: ClassVar[Writers] = writers("tasks")
+    written_by: ClassVar[str] = "the tasks service (send a command: cmd.tasks.<verb>)"
 
 
 class TaskCreated(TaskEvent, frozen=True, kw_only=True):
