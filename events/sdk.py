@@ -6,13 +6,21 @@
 """
 
 from events.core.client import EventClient, PublishError, Refused, prepare, prepare_json
-from events.core.errors import Conflict, EventError, Unavailable, UnknownEvent, ValidationError
+from events.core.errors import (
+    Conflict,
+    EventError,
+    Forbidden,
+    Unavailable,
+    UnknownEvent,
+    ValidationError,
+)
 from events.tasks.client import NotFound, TaskClient, TaskManager
 
 __all__ = [
     "Conflict",
     "EventClient",
     "EventError",
+    "Forbidden",
     "NotFound",
     "PublishError",
     "Refused",

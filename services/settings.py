@@ -18,6 +18,7 @@ import msgspec
 
 from events.core.keyring import Keyring, KeyringError
 from services.dispatcher.policy import TemplateError, check_session_file
+from services.runtime import credentials
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -73,6 +74,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # already of that form is taken as a hash); the keyring is `k1=<base64 32 bytes>,...` given
     # inline or in keyring_file (the file wins for `keys rotate`, which rewrites it)
     admin_token: str | None = None
+    # who the CLI is on NATS: a credentials file name in <home>/credentials (admin, reader, ...)
+    identity: str = "admin"
+    # reading HTTP routes: open to anyone on a loopback gateway, or a token for every route
+    read_auth: Literal["loopback", "token"] = "loopback"
+    # snapshots readable by the owner's group too (analysts in that group); else owner only
+    snapshot_group_read: bool = False
     gateway_keys: str | list[str] = ""
     keyring: str | None = None
     keyring_file: str | None = None
@@ -149,6 +156,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def url(self) -> str:
         """The NATS URL services connect to: the external one, or the embedded server's."""
         return self.nats_url or f"nats://{self.nats_host}:{self.nats_port}"
+
+    def url_as(self, name: str) -> str:
+        """The NATS URL carrying the credentials of `name` (admin, a service, reader, agent:<id>)
+        from the home, when the home has them and the URL carries none of its own."""
+        return credentials.with_user(self.url, credentials.load(self.home_path, name))
 
     @property
     def http_url(self) -> str:

@@ -11,7 +11,9 @@ A service that fails or returns on its own stops everything; the error propagate
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,12 +24,16 @@ import anyio
 import anyio.abc
 import msgspec
 
+from services.runtime import credentials
 from services.runtime.connection import connect_once, ensure_streams_at, redact
+from services.runtime.files import write_atomic
+from services.runtime.nats_auth import authorization_block, read_hashes
 from services.runtime.natsd import EmbeddedNats, NatsServerError, default_config, free_port
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
+PID_FILE = "nats-server.pid"  # in the store folder: `agents add` signals a reload
 NATS_WATCH_S = 0.5
 
 Service = Callable[..., Awaitable[Any]]
@@ -43,6 +49,7 @@ class Running:
     home: Path
     embedded: bool
     streams: dict[str, str]
+    credentials: Path | None = None
 
 
 class ServiceStopped(Exception):
@@ -50,11 +57,46 @@ class ServiceStopped(Exception):
 
 
 def embedded_server(settings: Settings) -> EmbeddedNats:
-    conf = Path(settings.nats_conf) if settings.nats_conf else default_config()
     port = settings.nats_port or free_port(settings.nats_host)
     return EmbeddedNats(
-        host=settings.nats_host, port=port, store_dir=settings.nats_store, config=conf
+        host=settings.nats_host, port=port, store_dir=settings.nats_store,
+        config=server_config(settings), pid_file=settings.nats_store / PID_FILE,
     )
+
+
+def server_config(settings: Settings) -> Path:
+    """nats.conf (the shipped one, or `nats_conf`) plus the users and permissions generated from
+    the write policy, written to `<home>/nats/server.conf` (0600: it holds password hashes).
+
+    Credentials are made on the first `up` (admin, every service, a reader); agents are added
+    with `agentledger agents add`, which rewrites this file and reloads the server.
+    """
+    home = settings.home_path
+    base = Path(settings.nats_conf) if settings.nats_conf else default_config()
+    fixed = credentials.ensure(home)
+    tighten(settings)
+    dest = settings.nats_store / "server.conf"
+    known = read_hashes(dest.read_text()) if dest.exists() else {}
+    text = (base.read_text() if base else "") + "\n" + authorization_block(
+        [*fixed.values(), *credentials.agents(home)], settings.projector_name, known
+    )
+    settings.nats_store.mkdir(parents=True, exist_ok=True)
+    write_atomic(dest, text)
+    return dest
+
+
+def tighten(settings: Settings) -> None:
+    """Homes made before the trust boundary: the owner's alone (0700 folders, 0600 files), but
+    snapshots as `snapshot_group_read` says."""
+    home = settings.home_path
+    for path in [home, *home.rglob("*")]:
+        if path.is_symlink():
+            continue
+        snapshot = path.name.endswith(".snapshot.duckdb") and settings.snapshot_group_read
+        mode = 0o700 if path.is_dir() else 0o640 if snapshot else 0o600
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o777 != mode:
+                os.chmod(path, mode)
 
 
 def default_services(settings: Settings | None = None) -> dict[str, Service]:
@@ -88,7 +130,7 @@ async def run(
             # inside the try: a cancellation while the thread starts it must still stop it
             await anyio.to_thread.run_sync(server.start)
             settings = msgspec.structs.replace(settings, nats_port=server.port)
-        nc = await connect_once(settings.url)
+        nc = await connect_once(settings.url_as("admin"))
         try:
             streams = await ensure_streams_at(nc, settings)
         finally:
@@ -127,6 +169,7 @@ async def _supervise(
                     home=settings.home_path,
                     embedded=server is not None,
                     streams=streams,
+                    credentials=credentials.folder(settings.home_path) if server is not None else None,
                 )
             )
             await anyio.sleep_forever()

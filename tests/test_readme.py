@@ -7,10 +7,12 @@ in a process of its own, the way a user pastes it; only the NATS URL is replaced
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nats
 
@@ -31,18 +33,28 @@ def example(marker: str) -> str:
     return found[0]
 
 
-async def run_example(code: str, nats_url: str) -> subprocess.CompletedProcess[str]:
+async def run_example(code: str, nats_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `code` in `cwd`, where the agent's credentials file is where the README says it is
+    (`agentledger agents add architect` writes it; here it holds the test account's login)."""
     assert URL in code
-    code = code.replace(URL, nats_url)
+    login = urlsplit(nats_url)
+    creds = cwd / ".agentledger" / "credentials" / "agents" / "architect.json"
+    creds.parent.mkdir(parents=True, exist_ok=True)
+    creds.write_text(json.dumps({"kind": "agent", "id": "architect", "user": login.username,
+                                 "password": login.password}))
+    code = code.replace(URL, f"nats://{login.hostname}:{login.port}")
     proc = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        subprocess.run, [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr
     return proc
 
 
-async def test_the_sdk_example_publishes_a_heartbeat(client: EventClient, nats_url: str) -> None:
-    proc = await run_example(example("EventClient.connect("), nats_url)
+async def test_the_sdk_example_publishes_a_heartbeat(
+    client: EventClient, nats_url: str, tmp_path: Path
+) -> None:
+    proc = await run_example(example("EventClient.connect("), nats_url, tmp_path)
     assert re.fullmatch(r"stored at seq \d+\n", proc.stdout)
 
 
@@ -56,7 +68,7 @@ async def test_the_task_manager_example_runs_as_written(
             code = example("TaskManager(")
             code = code.replace("from task_manager import TaskManager\n", "")
             code = code.replace('tm = TaskManager(dsn="postgresql://...")\n', "")
-            proc = await run_example(code, nats_url)
+            proc = await run_example(code, nats_url, tmp_path)
     finally:
         await nc.close()
     assert proc.stdout.startswith("[")  # the task tree, a list

@@ -9,10 +9,12 @@ wildcard `-Subject` so that "the aggregate has not moved since I read it" is che
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple, Self
 
 import msgspec
@@ -23,7 +25,7 @@ from nats.aio.client import Client as NATS
 from opentelemetry import propagate, trace
 
 from events.core import codec
-from events.core.errors import Conflict, EventError, Unavailable, ValidationError
+from events.core.errors import Conflict, EventError, Forbidden, Unavailable, ValidationError
 from events.core.registry import Event
 from events.core.subjects import aggregate_filter, build
 
@@ -38,6 +40,7 @@ H_CAUSATION = "Agl-Causation"
 H_ACTOR = "Agl-Actor"
 _WRONG_LAST = re.compile(r"wrong last sequence: (\d+)")
 _CONFLICT_CODES = {10071}
+_VIOLATION = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 
 
 class Refused(EventError):
@@ -144,6 +147,22 @@ def _settle(
         errors.append(None)
 
 
+def login(credentials: str | Path) -> dict[str, str]:
+    """`user` and `password` from an agentledger credentials file, for `nats.connect`."""
+    path = Path(credentials).expanduser()
+    try:
+        data = json.loads(path.read_text())
+        return {"user": str(data["user"]), "password": str(data["password"])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Unavailable(f"cannot read credentials {path}: {exc}") from None
+
+
+def _redact(servers: str | list[str]) -> str:
+    """Server URLs without user:password, fit for an error message."""
+    urls = servers.split(",") if isinstance(servers, str) else servers
+    return ",".join(re.sub(r"//[^@/]*@", "//", u.strip()) for u in urls)
+
+
 class EventClient:
     """Async SDK over one NATS connection.
 
@@ -156,16 +175,36 @@ class EventClient:
         self.timeout = timeout
         self.window = window
         self.js = nc.jetstream(timeout=timeout, publish_async_max_pending=window)
+        self.denied: set[str] = set()  # subjects the server refused (filled when we connected)
 
     @classmethod
-    async def connect(cls, servers: str | list[str] = "nats://127.0.0.1:4222", **kwargs: Any) -> EventClient:
+    async def connect(
+        cls, servers: str | list[str] = "nats://127.0.0.1:4222", *,
+        credentials: str | Path | None = None, **kwargs: Any,
+    ) -> EventClient:
+        """`credentials`: the JSON file `agentledger agents add` wrote (user and password)."""
         window = kwargs.pop("window", 1024)
         timeout = kwargs.pop("timeout", 5.0)
+        if credentials is not None:
+            kwargs.update(login(credentials))
+        denied: set[str] = set()
+        user_cb = kwargs.pop("error_cb", None)
+
+        async def on_error(exc: Exception) -> None:
+            # nats-server answers a publish it refuses with -ERR, never with an ack: remember the
+            # subject so the publish waiting for that ack says why instead of timing out blindly
+            if m := _VIOLATION.search(str(exc)):
+                denied.add(m.group(1).lower())
+            if user_cb is not None:
+                await user_cb(exc)
+
         try:
-            nc = await nats.connect(servers, **kwargs)
+            nc = await nats.connect(servers, error_cb=on_error, **kwargs)
         except Exception as exc:
-            raise Unavailable(f"cannot connect to NATS at {servers}: {exc}") from exc
-        return cls(nc, window=window, timeout=timeout)
+            raise Unavailable(f"cannot connect to NATS at {_redact(servers)}: {exc}") from exc
+        client = cls(nc, window=window, timeout=timeout)
+        client.denied = denied
+        return client
 
     async def close(self) -> None:
         await self.nc.drain()
@@ -193,6 +232,11 @@ class EventClient:
         try:
             ack = await self.js.publish(subject, payload, headers=headers)
         except Exception as exc:
+            if subject.lower() in self.denied:
+                raise Forbidden(
+                    f"NATS refused {subject}: permissions violation (these credentials may not "
+                    "publish it; see `agentledger policy`)"
+                ) from exc
             raise translate(exc, subject) from exc
         return ack.seq
 

@@ -39,3 +39,12 @@ class Conflict(EventError):
 
 class Unavailable(EventError):
     """NATS or JetStream cannot take the write now; nothing was stored (or the ack is unknown)."""
+
+
+class Forbidden(EventError):
+    """The caller may not write this (the write policy, events.core.policy); the message names
+    the rule."""
+
+    def __init__(self, message: str, rule: object | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from events.core.errors import Forbidden
+
 ADMIN = "admin"
 AGENT_SELF = "agent:self"
 AGENT = "agent"
@@ -31,6 +33,7 @@ SERVICES: tuple[str, ...] = (
 KINDS = frozenset({ADMIN, AGENT_SELF, AGENT, CLIENT, READER, *SERVICES})
 
 Writers = frozenset[str]
+__all__ = ["Forbidden"]  # re-exported: refusals of this module are events.core.errors.Forbidden
 
 
 def writers(*names: str) -> Writers:
@@ -71,14 +74,6 @@ def describe(names: Iterable[str]) -> str:
     words = {AGENT_SELF: "the agent itself", AGENT: "agents", ADMIN: "the admin"}
     parts = sorted(words.get(n, f"the {n} service") for n in names)
     return ", ".join(parts[:-1]) + (" or " if len(parts) > 1 else "") + parts[-1] if parts else "nobody"
-
-
-class Forbidden(Exception):
-    """The principal may not write this subject; the message names the rule."""
-
-    def __init__(self, message: str, rule: Rule | None = None) -> None:
-        super().__init__(message)
-        self.rule = rule
 
 
 def may_write(principal: Principal, domain: str, aggregate_id: str, rule: Rule) -> bool:

@@ -47,8 +47,8 @@ Mappings = dict[Name, ModelMapping]
 
 class ProviderEvent(Event, frozen=True, kw_only=True):
     domain: ClassVar[str] = "providers"
-    writers: ClassVar[Writers] = writers("gateway", "admin")
-    written_by: ClassVar[str] = "the admin API (and the gateway's own proxy decisions)"
+    writers: ClassVar[Writers] = writers("gateway")
+    written_by: ClassVar[str] = "the gateway: the admin API (/api/admin/backends) and the proxy's own decisions"
 
 
 class BackendCreated(ProviderEvent, frozen=True, kw_only=True):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import msgspec
@@ -21,7 +22,8 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from events.core.errors import Conflict, EventError, Unavailable, ValidationError
+from events.core.client import _redact, login
+from events.core.errors import Conflict, EventError, Forbidden, Unavailable, ValidationError
 from events.core.subjects import query as query_subject
 
 T = TypeVar("T")
@@ -38,19 +40,25 @@ def _raise(verb: str, reply: dict[str, Any]) -> None:
         raise Conflict(message)
     if code == "not_found":
         raise NotFound(message)
+    if code == "forbidden":
+        raise Forbidden(message)
     if code == "invalid":
         raise ValidationError(message, field=err.get("field"))
     raise Unavailable(message)
 
 
 class TaskClient:
-    def __init__(self, nc: NATS, timeout: float = 5.0) -> None:
+    """`agent_id` given: commands go to the agent's own subjects (`cmd.tasks.<verb>.<agent_id>`),
+    the only ones an agent's NATS credentials may send; the service then acts as that agent."""
+
+    def __init__(self, nc: NATS, timeout: float = 5.0, agent_id: str | None = None) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.agent_id = agent_id
 
     async def command(self, verb: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         """Send `cmd.tasks.<verb>` with `body`; the reply, or the error it names."""
-        subject = f"cmd.tasks.{verb}"
+        subject = f"cmd.tasks.{verb}" + (f".{self.agent_id}" if self.agent_id else "")
         try:
             msg = await self.nc.request(subject, msgspec.json.encode(body), timeout=self.timeout, headers=headers)
         except nats.errors.NoRespondersError:
@@ -153,18 +161,20 @@ class TaskManager:
     """
 
     def __init__(self, url: str = "nats://127.0.0.1:4222", *, agent_id: str = "task-manager",
-                 timeout: float = 5.0, projector: str = "projector") -> None:
+                 timeout: float = 5.0, projector: str = "projector",
+                 credentials: str | Path | None = None) -> None:
         self.agent_id = agent_id
         self.projector = projector
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="agentledger-tasks-sdk", daemon=True)
         self._thread.start()
         try:
-            self._nc: NATS = self._run(nats.connect(url, name=f"agentledger-sdk-{agent_id}"))
+            auth = login(credentials) if credentials is not None else {}
+            self._nc: NATS = self._run(nats.connect(url, name=f"agentledger-sdk-{agent_id}", **auth))
         except Exception as exc:
             self._stop_loop()
-            raise Unavailable(f"cannot connect to NATS at {url}: {exc}") from exc
-        self.tasks = TaskClient(self._nc, timeout)
+            raise Unavailable(f"cannot connect to NATS at {_redact(url)}: {exc}") from exc
+        self.tasks = TaskClient(self._nc, timeout, agent_id=agent_id)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

@@ -29,7 +29,7 @@ from nats.aio.client import Client as NATS
 
 from events.core.subjects import query as query_subject
 
-ErrorCode = Literal["bad_request", "not_found", "timeout", "unavailable", "internal"]
+ErrorCode = Literal["bad_request", "forbidden", "not_found", "timeout", "unavailable", "internal"]
 
 
 class QueryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -90,18 +90,25 @@ def decode_request(data: bytes) -> QueryRequest:
         raise QueryError("bad_request", f"invalid query request: {exc}") from None
 
 
+# Ops that change what the projector serves: asked only on `q.<service>.admin`, which the NATS
+# permissions let only the admin publish to (services.runtime.nats_auth).
+ADMIN_OPS = frozenset({"swap", "snapshot"})
+
+
 class QueryClient:
     """Asks a projector service; raises QueryError, with code `unavailable` when nobody answers."""
 
     def __init__(self, nc: NATS, service: str = "projector", timeout: float = 10.0) -> None:
         self.nc = nc
         self.subject = query_subject(service)
+        self.admin_subject = f"{self.subject}.admin"
         self.timeout = timeout
 
     async def request(self, req: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         wait = timeout or self.timeout
+        subject = self.admin_subject if req.get("op") in ADMIN_OPS else self.subject
         try:
-            msg = await self.nc.request(self.subject, msgspec.json.encode(req), timeout=wait)
+            msg = await self.nc.request(subject, msgspec.json.encode(req), timeout=wait)
         except nats.errors.NoRespondersError:
             raise QueryError("unavailable", f"no projector answers on {self.subject}") from None
         except nats.errors.TimeoutError:

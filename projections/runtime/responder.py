@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from events.core.client import barrier
 from events.core.subjects import query as query_subject
 from projections.runtime.protocol import (
+    ADMIN_OPS,
     QueryError,
     QueryRequest,
     decode_request,
@@ -131,6 +132,7 @@ class Responder:
                 tg.start_soon(self.handle, msg)
 
             sub = await self.nc.subscribe(self.subject, cb=on_request)
+            admin = await self.nc.subscribe(f"{self.subject}.admin", cb=on_request)
             await barrier(self.nc, self.timeout_s)
             log.info("answering queries on %s", self.subject)
             task_status.started()
@@ -140,10 +142,15 @@ class Responder:
                 with anyio.CancelScope(shield=True):
                     if not self.nc.is_closed:
                         await sub.unsubscribe()
+                        await admin.unsubscribe()
 
     async def handle(self, msg: Msg) -> None:
         try:
             req = decode_request(msg.data)
+            if req.op in ADMIN_OPS and msg.subject != f"{self.subject}.admin":
+                raise QueryError(
+                    "forbidden", f"op {req.op} is an admin op: ask it on {self.subject}.admin"
+                )
             body = await self.answer(req)
             data = encode_reply({"ok": True, **body})
             if len(data) > self.nc.max_payload:

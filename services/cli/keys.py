@@ -91,7 +91,7 @@ async def rotate(args: argparse.Namespace, settings: Settings) -> int:
                   "keyring (a keyring_file is re-read by itself), then run `agentledger keys rotate` "
                   "to switch to it and re-encrypt the backends")
         return 0
-    nc = await connect_once(settings.url)
+    nc = await connect_once(settings.url_as(settings.identity))
     try:
         done = await providers.rotate_all(EventClient(nc, timeout=settings.request_timeout_s), ring)
     finally:

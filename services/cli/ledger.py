@@ -24,7 +24,7 @@ async def publish(args: argparse.Namespace, settings: Settings) -> int:
     from events.core.client import EventClient, prepare_json
 
     out = prepare_json(args.subject, parse_payload(args.json), msg_id=args.msg_id, where="$")
-    nc = await connect_once(settings.url)
+    nc = await connect_once(settings.url_as(settings.identity))
     try:
         seq = await EventClient(nc, timeout=settings.request_timeout_s).send(out)
     finally:
@@ -34,7 +34,7 @@ async def publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def streams(args: argparse.Namespace, settings: Settings) -> int:
-    nc = await connect_once(settings.url)
+    nc = await connect_once(settings.url_as(settings.identity))
     try:
         js = nc.jetstream(timeout=settings.request_timeout_s)
         try:

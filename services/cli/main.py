@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import anyio
 
-from services.cli import keys, ledger, read, rebuild, run, tasks
+from services.cli import access, keys, ledger, read, rebuild, run, tasks
 from services.cli import output as show
 from services.runtime import logs, loop
 from services.settings import Settings, SettingsError, load
@@ -116,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
 
     tasks.add_parsers(sub, common)
     keys.add_parsers(sub, common)
+    access.add_parsers(sub, common)
     return p
 
 
@@ -130,6 +132,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # everything agentledger writes (DuckDB files, snapshots, logs, credentials) is the owner's
+    # alone; snapshot_group_read widens the snapshots only
+    os.umask(0o077)
     args = parser().parse_args(argv)
     try:
         settings = settings_from(args)
@@ -163,6 +168,7 @@ def expected(exc: BaseException) -> int | None:
     from projections.runtime.protocol import QueryError
     from services.gateway.app import ListenError
     from services.projector.host import ProjectorError
+    from services.runtime.credentials import CredentialsError
     from services.runtime.natsd import NatsServerError
     from services.up import ServiceStopped
 
@@ -176,7 +182,7 @@ def expected(exc: BaseException) -> int | None:
         return EXIT_USAGE
     if isinstance(first, (EventError, QueryError, NatsServerError, OSError)):
         return EXIT_FAILED
-    if isinstance(first, (ServiceStopped, ProjectorError, ListenError)):
+    if isinstance(first, (ServiceStopped, ProjectorError, ListenError, CredentialsError)):
         return EXIT_FAILED
     return None
 

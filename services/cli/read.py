@@ -16,7 +16,7 @@ from services.settings import Settings
 async def _queries(settings: Settings) -> AsyncIterator[Any]:
     from projections.runtime.protocol import QueryClient
 
-    nc = await connect_once(settings.url)
+    nc = await connect_once(settings.url_as(settings.identity))
     try:
         yield QueryClient(nc, settings.projector_name, settings.query_timeout_s + 1.0)
     finally:

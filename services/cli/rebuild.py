@@ -29,7 +29,7 @@ def parse_until(text: str) -> int | datetime:
 
 async def _reachable(settings: Settings) -> None:
     """Fail fast with one line when NATS is down (the projector's own connect retries forever)."""
-    nc = await connect_once(settings.url)
+    nc = await connect_once(settings.url_as(settings.identity))
     await nc.close()
 
 

@@ -62,13 +62,18 @@ async def up(args: argparse.Namespace, settings: Settings) -> int:
         show.line(
             f"  snapshots  {running.snapshot_dir}/<projection>.snapshot.duckdb (open read-only)"
         )
+        if running.credentials is not None:
+            show.line(
+                f"  credentials {running.credentials}  (admin.json, reader.json, one per service; "
+                "agents: agentledger agents add ID)"
+            )
         show.line("Ctrl-C stops everything.")
     show.note("agentledger stopped")
     return 0
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
-    nc = await connect_once(settings.url)
+    nc = await connect_once(settings.url_as(args.service))  # reachable, as that service
     await nc.close()
     if args.service == "gateway":
         if args.only:

@@ -106,7 +106,7 @@ def _json_object(text: str) -> dict[str, Any]:
 
 @asynccontextmanager
 async def _nats(settings: Settings) -> AsyncIterator[Any]:
-    nc = await connect_once(settings.url)
+    nc = await connect_once(settings.url_as(settings.identity))
     try:
         yield nc
     finally:

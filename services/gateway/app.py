@@ -15,12 +15,13 @@ from nats.aio.client import Client as NATS
 
 from events.core.client import EventClient
 from projections.runtime.protocol import QueryClient
-from services.gateway import admin, agents, events, health, mail, queries, tasks
+from services.gateway import admin, agents, auth, events, health, mail, queries, tasks
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.proxy import handler as proxy
 from services.gateway.tracing import tracing_middleware
 from services.runtime import telemetry
+from services.runtime.connection import redact
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):  # a clean shutdown is not worth a warning
-            log.warning("gateway: NATS disconnected from %s", settings.url.split("@")[-1])
+            log.warning("gateway: NATS disconnected from %s", redact(settings.url))
 
     async def reconnected() -> None:
         log.info("gateway: NATS reconnected")
@@ -71,7 +72,7 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
 
     nc = NATS()
     await nc.connect(
-        settings.url, name="agentledger-gateway", max_reconnect_attempts=-1,
+        settings.url_as("gateway"), name="agentledger-gateway", max_reconnect_attempts=-1,
         disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
     )
     app[NC] = nc
@@ -83,10 +84,12 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[tracing_middleware, error_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[tracing_middleware, error_middleware, auth.auth_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[TELEMETRY] = telemetry.setup()
+    app.cleanup_ctx.append(auth.token_ctx)
     app.cleanup_ctx.append(_nats_ctx)
     app.cleanup_ctx.append(admin.keys_ctx)  # after NATS: checks stored backends' key ids
     app.cleanup_ctx.append(proxy.proxy_ctx)  # after NATS: providers fold, upstream session, usage spool
@@ -96,6 +99,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def serve(settings: Settings, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Run the HTTP server until cancelled, then close connections cleanly."""
+    auth.check_listen(settings)
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     try:

@@ -14,12 +14,14 @@ import orjson
 from aiohttp import web
 
 from events.core.client import trace_headers
+from events.core.policy import AGENT
 from events.core.subjects import command
+from services.gateway.auth import caller
 from services.gateway.body import json_body, json_response, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import NC, SETTINGS
 
-STATUS = {"invalid": 422, "not_found": 404, "conflict": 409, "unavailable": 503}
+STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409, "unavailable": 503}
 
 
 async def body_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -41,7 +43,10 @@ def with_id(fields: dict[str, Any], id_field: str, value: str) -> dict[str, Any]
 async def send(request: web.Request, verb: str, fields: dict[str, Any], *, created: bool = False) -> web.Response:
     """Ask `cmd.tasks.<verb>`; 200 (201 when `created`) with the service's reply minus `ok`."""
     settings = request.app[SETTINGS]
-    subject = command("tasks", verb)
+    who = caller(request)
+    # an agent acts as itself only: its own command subject, where the tasks service fills or
+    # checks its actor fields (the same subject its NATS credentials allow)
+    subject = command("tasks", verb) + (f".{who.id}" if who is not None and who.kind == AGENT else "")
     try:
         msg = await request.app[NC].request(
             subject, orjson.dumps(fields), timeout=settings.request_timeout_s, headers=trace_headers() or None,

@@ -13,12 +13,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from events.core.client import Refused
-from events.core.errors import Conflict, Unavailable, ValidationError
+from events.core.errors import Conflict, Forbidden, Unavailable, ValidationError
 from projections.runtime.protocol import QueryError
 
 log = logging.getLogger(__name__)
 
-_QUERY_STATUS = {"bad_request": 400, "not_found": 404, "timeout": 504, "unavailable": 503, "internal": 500}
+_QUERY_STATUS = {"bad_request": 400, "forbidden": 403, "not_found": 404, "timeout": 504, "unavailable": 503, "internal": 500}
 
 
 class HttpError(Exception):
@@ -48,6 +48,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(422, "validation", str(e), e.field, **extra)
     except Conflict as e:
         return error_response(409, "conflict", str(e))
+    except Forbidden as e:
+        return error_response(403, "forbidden", str(e))
     except (Unavailable, Refused) as e:
         return error_response(503, "unavailable", str(e))
     except QueryError as e:

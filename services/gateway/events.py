@@ -10,13 +10,19 @@ from typing import Any
 
 from aiohttp import web
 
+import events.catalog  # noqa: F401  (every event and its writers, before RULES)
 from events.core.client import Outgoing, PublishError, prepare_json
-from events.core.errors import ValidationError
+from events.core.errors import Forbidden, ValidationError
+from events.core.policy import Principal, check
+from events.core.registry import rules
+from events.core.subjects import parse
+from services.gateway.auth import caller
 from services.gateway.body import field, json_body, json_response, no_unknown, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import EVENTS, SETTINGS
 
 _ALLOWED = {"subject", "data", "msg_id"}
+RULES = rules()
 MAX_ERRORS = 50
 
 
@@ -37,6 +43,27 @@ def _one(item: Any, where: str) -> Outgoing:
         raise
 
 
+def _check_writer(who: Principal | None, items: list[Any], single: bool) -> None:
+    """403 naming the rule for the first event the caller may not write, before any validation:
+    what a caller may not write is refused whatever its payload."""
+    if who is None:
+        return
+    for i, item in enumerate(items):
+        subject = item.get("subject") if isinstance(item, dict) else None
+        try:
+            domain, aggregate_id, event = parse(subject) if isinstance(subject, str) else (None, None, None)
+        except ValidationError:
+            continue  # a malformed subject is a 422 of its own, below
+        if domain is None or (domain, event) not in RULES:
+            continue  # an unknown event is a 422 of its own, below
+        try:
+            check(who, domain, aggregate_id, event, RULES)
+        except Forbidden as exc:
+            where = "$" if single else f"$[{i}]"
+            raise HttpError(403, "forbidden", f"event {i}: {exc}; nothing was published",
+                            f"{where}.subject", index=i) from None
+
+
 async def post_events(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     body = await json_body(request)
@@ -48,6 +75,7 @@ async def post_events(request: web.Request) -> web.Response:
             413, "too_many_events",
             f"{len(items)} events in one request; at most {settings.max_events_per_request}",
         )
+    _check_writer(caller(request), items, single)
     outgoing: list[Outgoing] = []
     errors: list[dict[str, Any]] = []
     for i, item in enumerate(items):

@@ -7,6 +7,7 @@ from nats.aio.client import Client as NATS
 
 from events.core.client import EventClient
 from events.core.keyring import Keyring
+from events.core.policy import Principal
 from projections.runtime.protocol import QueryClient
 from services.gateway.proxy.providers import ProxyContext
 from services.runtime.telemetry import Telemetry
@@ -19,3 +20,5 @@ QUERIES = web.AppKey("queries", QueryClient)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 KEYRING = web.AppKey("keyring", Keyring)  # absent when no keyring is configured
 PROXY = web.AppKey("proxy", ProxyContext)  # providers fold, upstream session, usage spool
+TOKEN_SECRET = web.AppKey("token_secret", bytes)  # absent when the home has no credentials
+PRINCIPAL = web.RequestKey("principal", Principal | None)  # set by services.gateway.auth

@@ -8,6 +8,8 @@ back.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -136,6 +138,7 @@ class ProjectorHost:
             dest = file_path(self.directory, name, "snapshot")
             checkpoints = dict(slot.runtime.checkpoints) if slot.runtime else {}
             await anyio.to_thread.run_sync(store.snapshot, dest)
+            os.chmod(dest, 0o640 if self.settings.snapshot_group_read else 0o600)
             slot.snapshot_of = checkpoints
             log.debug("projection %s snapshot at %s -> %s", name, checkpoints, dest)
             return dest
@@ -144,13 +147,12 @@ class ProjectorHost:
         """Adopt a file built elsewhere: stop, rename, reopen, resume from its checkpoint."""
         self.projection(name)
         slot = self.slots[name]
-        built = Path(path)
-        if not built.is_file():
-            raise QueryError("bad_request", f"no such file {path}")
+        built = _own_rebuild(self.directory, name, path)
         try:
             checkpoints = await anyio.to_thread.run_sync(_read_checkpoints, built, name)
         except duckdb.Error as exc:
             raise QueryError("bad_request", f"{path} is not a projection file of {name}: {exc}") from None
+        await self._check_not_ahead(name, checkpoints)
         assert self._tg is not None
         async with slot.lock:
             if slot.scope is not None:
@@ -161,6 +163,21 @@ class ProjectorHost:
         log.info("projection %s swapped in %s at %s", name, built, checkpoints)
         return {"projection": name, "checkpoints": checkpoints,
                 "previous": str(previous) if previous else None}
+
+    async def _check_not_ahead(self, name: str, checkpoints: dict[str, int]) -> None:
+        """A file claiming events the streams never had was not built from them: refuse it."""
+        js = self.nc.jetstream(timeout=self.settings.request_timeout_s)
+        for stream, seq in checkpoints.items():
+            try:
+                last = (await js.stream_info(stream)).state.last_seq
+            except Exception as exc:  # noqa: BLE001  (unknown stream, no answer)
+                raise QueryError("bad_request", f"cannot check {name}'s checkpoint on {stream}: {exc}") from None
+            if seq > last:
+                raise QueryError(
+                    "bad_request",
+                    f"refusing to swap in {name}: its checkpoint {stream}={seq} is beyond the "
+                    f"stream's last sequence {last}; it was not built from these streams",
+                )
 
     async def _snapshots(self) -> None:
         """Refresh each snapshot that is behind, from the start on, so readers find one early."""
@@ -184,3 +201,22 @@ def _read_checkpoints(path: Path, name: str) -> dict[str, int]:
     finally:
         con.close()
     return {s: int(q) for s, q in rows}
+
+
+def _own_rebuild(directory: Path, name: str, path: str) -> Path:
+    """Only `<projections>/<name>.next.duckdb` (a rebuild's output), a regular file of ours: a
+    swap must never adopt a file from elsewhere, nor follow a link out of the folder."""
+    expected = file_path(directory, name, "next")
+    given = Path(path)
+    if given.is_symlink() or given.resolve() != expected.resolve():
+        raise QueryError(
+            "forbidden", f"refusing to swap in {path}: only {expected} (made by "
+            f"`agentledger rebuild {name}`) can be swapped in",
+        )
+    try:
+        st = expected.lstat()
+    except FileNotFoundError:
+        raise QueryError("bad_request", f"no such file {expected}") from None
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+        raise QueryError("forbidden", f"refusing to swap in {expected}: not a regular file of this user")
+    return expected

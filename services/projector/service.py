@@ -31,6 +31,7 @@ from projections.runtime.rebuild import build, swap_files
 from projections.runtime.store import file_path, remove_file
 from services.projector.host import ProjectorError, ProjectorHost, module_named
 from services.runtime import loop
+from services.runtime.connection import redact
 from services.settings import Settings, SettingsError, load
 
 __all__ = ["ProjectorError", "ProjectorHost", "main", "rebuild", "replay", "serve"]
@@ -46,8 +47,13 @@ BUILD_BATCH_FACTOR = 4
 # -- entry points -----------------------------------------------------------------------------
 
 
-async def connect(settings: Settings, name: str) -> NATS:
-    """A connection that keeps reconnecting: a projector outlives nats-server restarts."""
+async def connect(settings: Settings, name: str, principal: str | None = None) -> NATS:
+    """A connection that keeps reconnecting: a projector outlives nats-server restarts.
+
+    It carries the credentials of `principal` (by default the service the name says:
+    `agentledger-tasks-fold` is `tasks`), so each service is itself on NATS.
+    """
+    principal = principal or name.removeprefix("agentledger-").split("-")[0]
     ours: list[NATS] = []
 
     async def on_error(exc: Exception) -> None:
@@ -55,13 +61,13 @@ async def connect(settings: Settings, name: str) -> NATS:
 
     async def on_disconnect() -> None:
         if ours and not (ours[0].is_closed or ours[0].is_draining):
-            log.warning("nats: disconnected from %s", settings.url)
+            log.warning("nats: disconnected from %s", redact(settings.url))
 
     async def on_reconnect() -> None:
-        log.info("nats: reconnected to %s", settings.url)
+        log.info("nats: reconnected to %s", redact(settings.url))
 
     nc = await nats.connect(
-        settings.url, name=name, max_reconnect_attempts=-1, error_cb=on_error,
+        settings.url_as(principal), name=name, max_reconnect_attempts=-1, error_cb=on_error,
         disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
     )
     ours.append(nc)
@@ -74,7 +80,7 @@ async def serve(
 ) -> None:
     """Connect, make sure the streams exist, host the projections until cancelled."""
     host_names = [module_named(n) for n in only] if only else catalog.select(None)  # fail before connecting
-    nc = await connect(settings, f"agentledger-{settings.projector_name}")
+    nc = await connect(settings, f"agentledger-{settings.projector_name}", "projector")
     try:
         await ensure_streams(nc.jetstream(), **settings.stream_options())
         await ProjectorHost(settings, nc, [m.NAME for m in host_names]).run(task_status=task_status)

@@ -76,12 +76,14 @@ class EmbeddedNats:
         port: int = 4222,
         store_dir: Path,
         config: Path | None = None,
+        pid_file: Path | None = None,
         log_file: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.store_dir = Path(store_dir)
         self.config = config
+        self.pid_file = pid_file
         self.log_file = log_file or self.store_dir / "nats-server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -101,6 +103,8 @@ class EmbeddedNats:
         if self.config is not None:
             args += ["-c", str(self.config)]
         args += ["-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir)]
+        if self.pid_file is not None:
+            args += ["-P", str(self.pid_file)]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -97,7 +97,8 @@ class TasksService:
             await tg.start(self.fold.run)
             try:
                 for verb in VERBS:
-                    self._subs.append(await self.nc.subscribe(command("tasks", verb), queue=QUEUE, cb=self._on_msg))
+                    for subject in (command("tasks", verb), command("tasks", verb) + ".*"):
+                        self._subs.append(await self.nc.subscribe(subject, queue=QUEUE, cb=self._on_msg))
                 await barrier(self.nc, self.timeout)
                 log.info("tasks service answering %s on cmd.tasks.* (queue %s)", ", ".join(VERBS), QUEUE)
                 task_status.started()
@@ -122,12 +123,14 @@ class TasksService:
         self._slots.release()
 
     async def _answer(self, msg: Msg) -> None:
-        verb = msg.subject.rsplit(".", 1)[-1]
+        # cmd.tasks.<verb>, or cmd.tasks.<verb>.<agent_id>: an agent's own subject, the only one
+        # its NATS permissions allow, so the server vouches for who is acting
+        _, _, verb, *scope = msg.subject.split(".")
         headers = msg.headers or {}
         ctx = propagate.extract(headers) if "traceparent" in headers else None
         with _tracer.start_as_current_span(f"cmd.tasks.{verb}", context=ctx, kind=trace.SpanKind.SERVER) as span:
             try:
-                body = await self.execute(verb, msg.data, headers)
+                body = await self.execute(verb, msg.data, headers, scope[0] if scope else None)
             except CommandError as exc:
                 span.set_attribute("agentledger.error_code", exc.code)
                 body = error_body(exc.code, exc.message, exc.field)
@@ -143,8 +146,14 @@ class TasksService:
 
     # -- one command ---------------------------------------------------------------------------
 
-    async def execute(self, verb: str, data: bytes, headers: dict[str, str] | None = None) -> bytes:
-        """Decode, decide, append (with retries), and return the encoded reply."""
+    async def execute(
+        self, verb: str, data: bytes, headers: dict[str, str] | None = None, agent: str | None = None
+    ) -> bytes:
+        """Decode, decide, append (with retries), and return the encoded reply.
+
+        `agent`: the command came on the agent's own subject; it acts as that agent only (its
+        actor fields are filled with it, or must name it).
+        """
         if verb in TASK_VERBS:
             cls, id_field, prefix = TASK_VERBS[verb], "task_id", "T"
         elif verb in MAIL_VERBS:
@@ -157,6 +166,9 @@ class TasksService:
             agg = new_id(prefix)
         if agg is None:
             raise CommandError("invalid", f"missing required field `{id_field}`", f"$.{id_field}")
+        if agent is not None:
+            headers = {k: v for k, v in (headers or {}).items() if k != H_ACTOR}
+            fields = _as_agent(verb, cls, fields, agent)
         if unknown := [k for k in fields if k not in cls.__struct_encode_fields__]:
             allowed = ", ".join(sorted((id_field, *cls.__struct_encode_fields__)))
             raise CommandError("invalid", f"unknown field {unknown[0]!r} for cmd.tasks.{verb}; allowed: {allowed}",
@@ -268,6 +280,21 @@ def _code(exc: EventError) -> str:
     if isinstance(exc, ValidationError):
         return "invalid"
     return "unavailable"
+
+
+def _as_agent(verb: str, cls: type, fields: dict[str, Any], agent: str) -> dict[str, Any]:
+    """The command's actor fields filled with `agent`, or refused when they name someone else."""
+    out = dict(fields)
+    for name in _ACTOR_FIELDS:
+        if name not in cls.__struct_encode_fields__:  # type: ignore[attr-defined]
+            continue
+        given = out.setdefault(name, agent)
+        if given != agent:
+            raise CommandError(
+                "forbidden", f"agent {agent} may send cmd.tasks.{verb} only as itself, not as "
+                f"{name}={given!r}", f"$.{name}",
+            )
+    return out
 
 
 # -- entry point --------------------------------------------------------------------------------

@@ -16,11 +16,14 @@ import pytest
 
 from events.agents import AgentHeartbeat
 from events.core.client import EventClient
+from events.core.errors import Forbidden, Unavailable
 from services import up
+from services.runtime import credentials
+from services.runtime.connection import connect_once
 from services.runtime.natsd import free_port, port_free
 from services.settings import Settings, load
 from tests.polling import eventually
-from tests.services.cli.clirun import clean_env, script
+from tests.services.cli.clirun import clean_env, run, script
 
 
 def settings_for(home: Path, **overrides: Any) -> Settings:
@@ -117,8 +120,12 @@ async def test_up_in_process_serves_health_and_stops_the_embedded_server(tmp_pat
                     return r.status == 200
 
             await eventually(healthy, what="GET /health answers 200")
-        async with await EventClient.connect(running.nats_url) as client:
+        assert running.credentials == tmp_path / "home" / "credentials"
+        admin = credentials.load(tmp_path / "home", "admin")
+        async with await EventClient.connect(credentials.with_user(running.nats_url, admin)) as client:
             assert await client.publish("architect", AgentHeartbeat(status="busy")) == 1
+        with pytest.raises(Unavailable, match="Authorization Violation"):
+            await connect_once(running.nats_url)  # no credentials: refused
         tg.cancel_scope.cancel()
     assert port_free("127.0.0.1", port)
     assert (tmp_path / "home" / "projections" / "agents.duckdb").exists()
@@ -184,10 +191,19 @@ async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(
             await eventually(healthy, timeout=90, what="GET /health answers 200")
         assert nats_servers_using(home / "nats"), "the embedded nats-server is running"
 
-        async with await EventClient.connect(f"nats://127.0.0.1:{nats_port}") as client:
+        added = await run("agents", "add", "architect", "--home", str(home), env=env, cwd=tmp_path)
+        assert added.code == 0 and "embedded nats-server reloaded" in added.err, added.err
+        creds = home / "credentials" / "agents" / "architect.json"
+        assert creds.stat().st_mode & 0o777 == 0o600
+        assert (home / "credentials").stat().st_mode & 0o777 == 0o700
+        assert home.stat().st_mode & 0o777 == 0o700
+        url = f"nats://127.0.0.1:{nats_port}"
+        async with await EventClient.connect(url, credentials=creds) as client:
             await client.publish(
                 "architect", AgentHeartbeat(status="busy", current_task="TC-FLOW-001", round=3)
             )
+            with pytest.raises(Forbidden, match="permissions violation"):  # another agent's facts
+                await client.publish("coo", AgentHeartbeat(status="busy"))
 
         snapshot = home / "projections" / "agents.snapshot.duckdb"
 
@@ -216,6 +232,9 @@ async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(
         text = out.decode()
         assert f"http://127.0.0.1:{http_port}" in text and f"nats://127.0.0.1:{nats_port}" in text
         assert str(home / "projections") in text
+        assert str(home / "credentials") in text
+        for f in (home / "projections").glob("*.duckdb"):
+            assert f.stat().st_mode & 0o077 == 0, f
         assert nats_servers_using(home / "nats") == []
         assert port_free("127.0.0.1", nats_port) and port_free("127.0.0.1", http_port)
     finally:

@@ -32,7 +32,7 @@ def test_an_agent_writes_facts_about_itself_only() -> None:
 
 
 def test_state_a_service_decides_is_refused_to_everyone_else_naming_the_rule() -> None:
-    with pytest.raises(Forbidden, match=r"providers\.\*\.updated is written only by the admin API"):
+    with pytest.raises(Forbidden, match=r"providers\.\*\.updated is written only by the gateway: the admin API"):
         check(Principal("agent", "architect"), "providers", "b1", "updated", rules())
     with pytest.raises(Forbidden, match=r"tasks\.\*\.claimed is written only by the tasks service"):
         check(Principal("gateway"), "tasks", "T1", "claimed", rules())

@@ -18,13 +18,14 @@ from services.projector.service import ProjectorHost
 from services.settings import Settings
 from tests.hosting import raw_pub, running
 from tests.polling import eventually
+from tests.services.gateway.admin_auth import ADMIN_TOKEN, AS_ADMIN
 
 Client = TestClient[Any, Any]
 
 
 @pytest.fixture
 def settings(nats_url: str, tmp_path: Path) -> Settings:
-    return Settings(nats_url=nats_url, home=str(tmp_path), batch_ms=20, snapshot_interval_s=0.5)
+    return Settings(admin_token=ADMIN_TOKEN, nats_url=nats_url, home=str(tmp_path), batch_ms=20, snapshot_interval_s=0.5)
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ async def projector(client: EventClient, settings: Settings) -> AsyncIterator[Pr
 
 @pytest.fixture
 async def http(projector: ProjectorHost, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]) -> Client:
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings), headers=AS_ADMIN)
 
 
 async def test_raw_heartbeat_appears_in_the_agents_api_within_a_second(http: Client, nats_url: str) -> None:

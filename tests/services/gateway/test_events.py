@@ -12,15 +12,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from events.core.client import EventClient
 from services.gateway.app import create_app
 from services.settings import Settings
+from tests.services.gateway.admin_auth import ADMIN_TOKEN, AS_ADMIN
 
 Client = TestClient[Any, Any]
 
 
 @pytest.fixture
 async def http(client: EventClient, nats_url: str, aiohttp_client: Callable[..., Awaitable[Client]]) -> Client:
-    settings = Settings(nats_url=nats_url, projector_name="nobody", max_body_bytes=64 * 1024,
+    settings = Settings(admin_token=ADMIN_TOKEN, nats_url=nats_url, projector_name="nobody", max_body_bytes=64 * 1024,
                         max_events_per_request=100, query_timeout_s=0.5)
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings), headers=AS_ADMIN)
 
 
 async def messages(client: EventClient) -> int:

@@ -22,13 +22,14 @@ from services.settings import Settings
 from services.tasks.service import TasksService
 from tests.hosting import raw_pub, running
 from tests.polling import eventually
+from tests.services.gateway.admin_auth import ADMIN_TOKEN, AS_ADMIN
 
 Client = TestClient[Any, Any]
 
 
 @pytest.fixture
 def settings(nats_url: str, tmp_path: Path) -> Settings:
-    return Settings(nats_url=nats_url, home=str(tmp_path), batch_ms=20, snapshot_interval_s=5,
+    return Settings(admin_token=ADMIN_TOKEN, nats_url=nats_url, home=str(tmp_path), batch_ms=20, snapshot_interval_s=5,
                     request_timeout_s=2.0)
 
 
@@ -51,7 +52,7 @@ async def service(client: EventClient, nats_url: str) -> AsyncIterator[TasksServ
 @pytest.fixture
 async def http(projector: ProjectorHost, service: TasksService, settings: Settings,
                aiohttp_client: Callable[..., Awaitable[Client]]) -> Client:
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings), headers=AS_ADMIN)
 
 
 async def ok(http: Client, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -224,7 +225,7 @@ async def _unread(http: Client, agent: str, n: int) -> bool:
 @pytest.fixture
 async def bare(settings: Settings, client: EventClient, aiohttp_client: Callable[..., Awaitable[Client]]) -> Client:
     """The gateway with no tasks service running."""
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings), headers=AS_ADMIN)
 
 
 @pytest.mark.parametrize(("code", "status"), [("invalid", 422), ("not_found", 404), ("conflict", 409),
