@@ -122,12 +122,13 @@ def check_keys(keyring: Keyring | None, backends: dict[str, tuple[domain.Backend
         keyring.require(tokens)
 
 
-async def rotate_all(client: EventClient, keyring: Keyring, *, clock: Clock = utc_now) -> dict[str, str]:
+async def rotate_all(client: EventClient, keyring: Keyring, *, clock: Clock = utc_now) -> dict[str, bool]:
     """Re-encrypt every live backend's key under the keyring's current key id by `key_rotated`.
 
-    Returns backend id -> the key id it now uses; a backend already current gets no event.
+    Returns backend id -> whether it got an event (a backend already current gets none), so the
+    caller never counts a backend as re-encrypted that was not.
     """
-    done: dict[str, str] = {}
+    done: dict[str, bool] = {}
     for backend_id, (state, _) in sorted((await load(client.js)).items()):
         if not state.live or not state.api_key:
             continue
@@ -136,7 +137,7 @@ async def rotate_all(client: EventClient, keyring: Keyring, *, clock: Clock = ut
             return domain.RotateKey(api_key=keyring.reencrypt(s.api_key, aad=s.id), reason="rotation")
 
         after, events, _ = await execute(client, backend_id, rotate, clock=clock, actor="keys-rotate")
-        done[backend_id] = after.key_id or ""
+        done[backend_id] = bool(events)
         log.info("providers: backend %s key %s under key id %s", backend_id,
                  "re-encrypted" if events else "already", after.key_id)
     return done
