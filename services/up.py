@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 import msgspec
 
+from services.runtime import homelock
 from services.runtime.connection import connect_once, ensure_streams_at, redact
 from services.runtime.natsd import EmbeddedNats, NatsServerError, default_config, free_port
 from services.settings import Settings
@@ -82,12 +83,21 @@ async def run(
 ) -> None:
     """Run everything until cancelled; `task_status.started(Running)` once all services are up."""
     services = default_services(settings) if services is None else services
+    with homelock.hold(settings.home_path, "up") as lock:
+        await _run(settings, services, lock, task_status)
+
+
+async def _run(
+    settings: Settings, services: dict[str, Service], lock: homelock.HomeLock,
+    task_status: anyio.abc.TaskStatus[Running],
+) -> None:
     server = embedded_server(settings) if settings.nats_url is None else None
     try:
         if server is not None:
             # inside the try: a cancellation while the thread starts it must still stop it
             await anyio.to_thread.run_sync(server.start)
             settings = msgspec.structs.replace(settings, nats_port=server.port)
+        lock.ports(http=settings.http_port, **({"nats": server.port} if server else {}))
         nc = await connect_once(settings.url)
         try:
             streams = await ensure_streams_at(nc, settings)

@@ -163,6 +163,7 @@ def expected(exc: BaseException) -> int | None:
     from projections.runtime.protocol import QueryError
     from services.gateway.app import ListenError
     from services.projector.host import ProjectorError
+    from services.runtime.homelock import HomeBusy
     from services.runtime.natsd import NatsServerError
     from services.up import ServiceStopped
 
@@ -176,7 +177,7 @@ def expected(exc: BaseException) -> int | None:
         return EXIT_USAGE
     if isinstance(first, (EventError, QueryError, NatsServerError, OSError)):
         return EXIT_FAILED
-    if isinstance(first, (ServiceStopped, ProjectorError, ListenError)):
+    if isinstance(first, (ServiceStopped, ProjectorError, ListenError, HomeBusy)):
         return EXIT_FAILED
     return None
 
