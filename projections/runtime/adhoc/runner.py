@@ -31,7 +31,7 @@ STDERR_TAIL = 2000
 
 
 class AdHocSql:
-    def __init__(self, *, slots: int = 4, timeout_s: float = 10.0, memory_mb: int = 512,
+    def __init__(self, *, slots: int = 4, timeout_s: float = 10.0, memory_mb: int = 256,
                  threads: int = 1, max_bytes: int = 1024 * 1024) -> None:
         self.slots = slots
         self.timeout_s = timeout_s

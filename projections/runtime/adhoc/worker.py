@@ -5,7 +5,8 @@ checks and runs the query, writes one reply (the query protocol's JSON) on stdou
 limits are DuckDB's (`memory_limit`, `threads`, no file access, no spilling, no extensions) plus
 the OS's: an address-space cap (RLIMIT_AS) of what the interpreter already maps plus a margin over
 DuckDB's limit, so memory DuckDB does not account for cannot grow without bound either. Time is
-the parent's business: it kills this process at the timeout, whatever the query is doing.
+the parent's business: it kills this process at the timeout, whatever the query is doing. It runs
+at the lowest CPU priority, so on a busy host the API's own work goes first.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from projections.runtime.adhoc.guard import check_functions, check_select
 from projections.runtime.protocol import QueryError, encode_reply, error_reply
 
 MB = 1024 * 1024
+NICENESS = 19  # the CPU goes to the service first: an analyst's query waits, the API does not
 HEADROOM_MB = 512  # parse trees, result rows and Python objects outside DuckDB's buffer manager
 
 
@@ -97,6 +99,7 @@ def reply(data: bytes) -> bytes:
 
 
 def main() -> int:
+    os.nice(NICENESS)
     out = reply(sys.stdin.buffer.read())
     sys.stdout.buffer.write(out)
     sys.stdout.buffer.flush()
