@@ -7,12 +7,13 @@ DuckDB, then nats-server. Each service runs in its own shielded scope so a cance
 outside cannot reach them all at once and spoil that order.
 
 A service that fails or returns on its own stops everything; the error propagates to the caller.
+The embedded nats-server is different: when it dies it is restarted, with backoff, on the same
+port and store (`services/runtime/supervise.py`), and the services reconnect to it.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +23,13 @@ import anyio
 import anyio.abc
 import msgspec
 
-from services.runtime import homelock
+from services.runtime import homelock, supervise
 from services.runtime.connection import connect_once, ensure_streams_at, redact
-from services.runtime.natsd import EmbeddedNats, NatsServerError, default_config, free_port
+from services.runtime.natsd import EmbeddedNats, default_config, free_port
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
-NATS_WATCH_S = 0.5
 
 Service = Callable[..., Awaitable[Any]]
 
@@ -128,7 +128,7 @@ async def _supervise(
                 await tg.start(_service, name, serve, settings, scope, done)
                 log.info("%s started", name)
             if server is not None:
-                tg.start_soon(_watch_server, server)
+                tg.start_soon(supervise.keep_running, server)
             task_status.started(
                 Running(
                     http_url=settings.http_url,
@@ -169,17 +169,3 @@ async def _service(
             raise ServiceStopped(f"{name} stopped on its own")
     finally:
         done.set()
-
-
-async def _watch_server(server: EmbeddedNats) -> None:
-    """Stop everything when the embedded nats-server dies under us (killed, disk full)."""
-    while True:
-        proc = server.proc
-        if proc is None or proc.poll() is not None:
-            code = None if proc is None else proc.returncode
-            if code is not None and code < 0:
-                raise NatsServerError(
-                    f"nats-server (pid {proc.pid}) was killed by {signal.Signals(-code).name}"
-                )
-            raise NatsServerError(f"nats-server exited with code {code}: {server._log_tail()}")
-        await anyio.sleep(NATS_WATCH_S)
