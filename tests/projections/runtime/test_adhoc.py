@@ -118,3 +118,16 @@ async def test_named_queries_answer_while_every_sql_slot_is_busy_and_shutdown_ki
 async def _expect_failure(queries: QueryClient) -> None:
     with pytest.raises(QueryError):
         await queries.sql("agents", SLOW)
+
+
+async def test_an_answer_over_the_byte_cap_is_refused_and_its_worker_killed(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "t.duckdb"
+    duckdb.connect(str(path)).close()
+    adhoc = AdHocSql(max_bytes=10_000, timeout_s=30)
+    with pytest.raises(QueryError) as err:
+        await adhoc.run(path, "SELECT range, repeat('x', 100) FROM range(1000000)", 10_000)
+    assert err.value.code == "bad_request" and "over the 10000 bytes" in err.value.message
+    assert adhoc.running == set()
+    assert (await adhoc.run(path, "SELECT 1 AS one", 10)) == {"columns": ["one"], "rows": [[1]], "truncated": False}

@@ -136,6 +136,16 @@ async def test_sigkill_of_nats_under_proxy_load_loses_no_usage_event_and_doubles
         ids = Counter(e["request_id"] for e in events)
         assert ids and max(ids.values()) == 1  # one attempt per request: no event stored twice
         assert set(answered) == {200}, answered  # the proxy answered throughout the outage
+
+        async with await EventClient.connect(running.nats_url) as client:  # the rest came back too
+            await client.publish("after-restart", AgentHeartbeat(status="busy"))
+        async with aiohttp.ClientSession() as http:
+
+            async def projected() -> bool:
+                async with http.get(f"{running.http_url}/api/agents") as r:
+                    return r.status == 200 and "after-restart" in await r.text()
+
+            await eventually(projected, 60, "the projector follows the restarted server")
         tg.cancel_scope.cancel()
     assert upstream.server is not None
     await upstream.server.close()
