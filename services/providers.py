@@ -113,21 +113,29 @@ class KeyringMissing(EventError):
     """A key must be encrypted but no keyring is configured."""
 
 
-def check_keys(keyring: Keyring | None, backends: dict[str, tuple[domain.Backend, int]]) -> None:
-    """Start-up check: every live backend's key id is in the keyring (UnknownKeyId names it)."""
-    tokens = [b.api_key for b, _ in backends.values() if b.live and b.api_key]
-    if tokens and keyring is None:
-        raise UnknownKeyId(key_id_of(tokens[0]), [])
-    if tokens and keyring is not None:
-        keyring.require(tokens)
+def key_errors(keyring: Keyring | None, backends: dict[str, tuple[domain.Backend, int]]) -> dict[str, str]:
+    """Live backends whose key id the keyring lacks -> an error naming backend and key id.
+
+    Checked at start to name them, never to refuse the start: such a backend stays out of
+    routing until its key is replaced or it is deleted through the admin API.
+    """
+    found: dict[str, str] = {}
+    for backend_id, (b, _) in sorted(backends.items()):
+        if not (b.live and b.api_key):
+            continue
+        key_id = key_id_of(b.api_key)
+        if keyring is None or key_id not in keyring.key_ids:
+            found[backend_id] = f"backend {backend_id}: {UnknownKeyId(key_id, keyring.key_ids if keyring else [])}"
+    return found
 
 
-async def rotate_all(client: EventClient, keyring: Keyring, *, clock: Clock = utc_now) -> dict[str, str]:
+async def rotate_all(client: EventClient, keyring: Keyring, *, clock: Clock = utc_now) -> dict[str, bool]:
     """Re-encrypt every live backend's key under the keyring's current key id by `key_rotated`.
 
-    Returns backend id -> the key id it now uses; a backend already current gets no event.
+    Returns backend id -> whether it got an event (a backend already current gets none), so the
+    caller never counts a backend as re-encrypted that was not.
     """
-    done: dict[str, str] = {}
+    done: dict[str, bool] = {}
     for backend_id, (state, _) in sorted((await load(client.js)).items()):
         if not state.live or not state.api_key:
             continue
@@ -136,7 +144,7 @@ async def rotate_all(client: EventClient, keyring: Keyring, *, clock: Clock = ut
             return domain.RotateKey(api_key=keyring.reencrypt(s.api_key, aad=s.id), reason="rotation")
 
         after, events, _ = await execute(client, backend_id, rotate, clock=clock, actor="keys-rotate")
-        done[backend_id] = after.key_id or ""
+        done[backend_id] = bool(events)
         log.info("providers: backend %s key %s under key id %s", backend_id,
                  "re-encrypted" if events else "already", after.key_id)
     return done

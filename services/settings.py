@@ -50,6 +50,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     snapshot_interval_s: PositiveF = 5.0
     query_row_limit: Positive = 10_000
     query_timeout_s: PositiveF = 10.0
+    # ad-hoc SQL: concurrent worker processes, and each one's DuckDB memory_limit and threads
+    sql_slots: Positive = 4
+    sql_memory_mb: Annotated[int, msgspec.Meta(ge=64)] = 256
+    sql_threads: Positive = 1
     request_timeout_s: PositiveF = 5.0
     max_body_bytes: Positive = 1024 * 1024
     max_events_per_request: Positive = 1000

@@ -7,6 +7,8 @@ DuckDB, then nats-server. Each service runs in its own shielded scope so a cance
 outside cannot reach them all at once and spoil that order.
 
 A service that fails or returns on its own stops everything; the error propagates to the caller.
+The embedded nats-server is different: when it dies it is restarted, with backoff, on the same
+port and store (`services/runtime/supervise.py`), and the services reconnect to it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +25,16 @@ import anyio
 import anyio.abc
 import msgspec
 
-from services.runtime import credentials
+from services.runtime import credentials, homelock, supervise
 from services.runtime.connection import connect_once, ensure_streams_at, redact
 from services.runtime.files import write_atomic
 from services.runtime.nats_auth import authorization_block, read_hashes
-from services.runtime.natsd import EmbeddedNats, NatsServerError, default_config, free_port
+from services.runtime.natsd import EmbeddedNats, default_config, free_port
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
 PID_FILE = "nats-server.pid"  # in the store folder: `agents add` signals a reload
-NATS_WATCH_S = 0.5
 
 Service = Callable[..., Awaitable[Any]]
 
@@ -124,12 +124,21 @@ async def run(
 ) -> None:
     """Run everything until cancelled; `task_status.started(Running)` once all services are up."""
     services = default_services(settings) if services is None else services
+    with homelock.hold(settings.home_path, "up") as lock:
+        await _run(settings, services, lock, task_status)
+
+
+async def _run(
+    settings: Settings, services: dict[str, Service], lock: homelock.HomeLock,
+    task_status: anyio.abc.TaskStatus[Running],
+) -> None:
     server = embedded_server(settings) if settings.nats_url is None else None
     try:
         if server is not None:
             # inside the try: a cancellation while the thread starts it must still stop it
             await anyio.to_thread.run_sync(server.start)
             settings = msgspec.structs.replace(settings, nats_port=server.port)
+        lock.ports(http=settings.http_port, **({"nats": server.port} if server else {}))
         nc = await connect_once(settings.url_as("admin"))
         try:
             streams = await ensure_streams_at(nc, settings)
@@ -160,7 +169,7 @@ async def _supervise(
                 await tg.start(_service, name, serve, settings, scope, done)
                 log.info("%s started", name)
             if server is not None:
-                tg.start_soon(_watch_server, server)
+                tg.start_soon(supervise.keep_running, server)
             task_status.started(
                 Running(
                     http_url=settings.http_url,
@@ -202,17 +211,3 @@ async def _service(
             raise ServiceStopped(f"{name} stopped on its own")
     finally:
         done.set()
-
-
-async def _watch_server(server: EmbeddedNats) -> None:
-    """Stop everything when the embedded nats-server dies under us (killed, disk full)."""
-    while True:
-        proc = server.proc
-        if proc is None or proc.poll() is not None:
-            code = None if proc is None else proc.returncode
-            if code is not None and code < 0:
-                raise NatsServerError(
-                    f"nats-server (pid {proc.pid}) was killed by {signal.Signals(-code).name}"
-                )
-            raise NatsServerError(f"nats-server exited with code {code}: {server._log_tail()}")
-        await anyio.sleep(NATS_WATCH_S)

@@ -1,9 +1,10 @@
 """The responder side of the query protocol (`projections/runtime/protocol.py`) on `q.<service>`.
 
-Only the projector process may open its DuckDB files, so every reader comes here. Each request
-gets its own cursor in a worker thread, so a slow query neither blocks the event loop nor other
-queries; SQL is refused unless DuckDB's own parser says every statement is a SELECT; answers are
-capped in rows and time (`cursor.interrupt()`), and in bytes by the connection's max payload.
+Only the projector process may open its DuckDB files, so every reader comes here. A named query
+(fixed SQL of the projection) gets its own cursor in a worker thread, capped in rows and time
+(`cursor.interrupt()`). Ad-hoc SQL never runs in this process: `projections/runtime/adhoc` runs it
+in a killable worker process on the snapshot, in slots of its own, so named queries never wait
+behind it. Answers are capped in bytes by the connection's max payload.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nats.aio.msg import Msg
 
 from events.core.client import barrier
 from events.core.subjects import query as query_subject
+from projections.runtime.adhoc import AdHocSql
 from projections.runtime.protocol import (
     ADMIN_OPS,
     QueryError,
@@ -57,21 +59,8 @@ class Host(Protocol):
 
     async def swap(self, name: str, path: str) -> dict[str, Any]: ...
 
-
-def check_select(sql: str) -> None:
-    """Refuse anything but SELECT statements, as DuckDB's parser classifies them."""
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise QueryError("bad_request", f"invalid SQL: {exc}") from None
-    if not statements:
-        raise QueryError("bad_request", "no SQL statement given")
-    for i, stmt in enumerate(statements, 1):
-        if stmt.type != duckdb.StatementType.SELECT:
-            kind = str(stmt.type).rsplit(".", 1)[-1]
-            raise QueryError(
-                "bad_request", f"only SELECT statements are allowed; statement {i} is {kind}"
-            )
+    async def readable(self, name: str) -> Path:
+        """A read-only snapshot of `name`, recent enough for ad-hoc SQL."""
 
 
 def run_select(
@@ -116,14 +105,15 @@ def _rows(table: pa.Table) -> list[list[Any]]:
 class Responder:
     def __init__(
         self, nc: NATS, host: Host, service: str, *, row_limit: int = 10_000,
-        timeout_s: float = 10.0, concurrency: int = 4,
+        timeout_s: float = 10.0, concurrency: int = 4, adhoc: AdHocSql | None = None,
     ) -> None:
         self.nc = nc
         self.host = host
         self.subject = query_subject(service)
         self.row_limit = row_limit
         self.timeout_s = timeout_s
-        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.limiter = anyio.CapacityLimiter(concurrency)  # named queries only: SQL has its own slots
+        self.adhoc = adhoc or AdHocSql(timeout_s=timeout_s, max_bytes=nc.max_payload or 1024 * 1024)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -172,11 +162,11 @@ class Responder:
             case "health":
                 return {"projections": self.host.health()}
             case "sql":
-                store = self._store(req)
+                self._store(req)
                 if not req.sql:
                     raise QueryError("bad_request", "field sql is required for op sql")
-                check_select(req.sql)
-                return await self._select(store, req.sql, None, req.limit)
+                path = await self.host.readable(req.projection)  # type: ignore[arg-type]
+                return await self.adhoc.run(path, req.sql, self._limit(req.limit))
             case "query":
                 module, store = self._projection(req)
                 if not req.name:

@@ -26,7 +26,7 @@ from services import providers
 from services.cli import output as show
 from services.runtime.connection import connect_once
 from services.runtime.files import write_atomic
-from services.settings import Settings
+from services.settings import Settings, SettingsError
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -47,12 +47,22 @@ def _ring(entries: dict[str, str], current: str) -> Keyring:
     return Keyring.from_env_value(",".join(f"{'*' if k == current else ''}{k}={v}" for k, v in entries.items()))
 
 
+NO_KEYRING = (
+    "no keyring configured: `keys rotate` adds a key to the keyring your gateways use, so point "
+    "AGENTLEDGER_KEYRING_FILE (keyring_file) or AGENTLEDGER_KEYRING at that keyring and run it again; "
+    "nothing was changed. For a first keyring, write `k1=<base64 of 32 random bytes>` to a file "
+    "readable by its owner only and set keyring_file to it"
+)
+
+
 def next_ring(old: Keyring | None, stage: bool) -> Keyring:
-    """The ring after this step: a new key (current, or staged), or the staged key made current."""
+    """The ring after this step: a new key (current, or staged), or the staged key made current.
+
+    Without a ring there is nothing to rotate: a fresh `k1` would shadow the `k1` the stored
+    backends were encrypted under, and no gateway could decrypt them any more.
+    """
     if old is None:
-        if stage:
-            raise KeysError("no keyring configured: nothing to stage a key beside; run `keys rotate`")
-        return Keyring({"k1": new_key()})
+        raise NoKeyring(NO_KEYRING)
     entries = dict(e.lstrip("*").split("=", 1) for e in old.to_env_value().split(","))
     staged = old.key_ids[old.key_ids.index(old.current) + 1:]
     if stage:
@@ -70,6 +80,10 @@ class KeysError(EventError):
     """The keyring cannot take this step (the message says which key and why)."""
 
 
+class NoKeyring(KeysError, SettingsError):
+    """Nothing to rotate: no keyring is configured (a setting is missing: exit code 2)."""
+
+
 def write_keyring(path: Path, ring: Keyring) -> None:
     """Atomically, readable by the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +91,7 @@ def write_keyring(path: Path, ring: Keyring) -> None:
 
 
 async def rotate(args: argparse.Namespace, settings: Settings) -> int:
-    ring = next_ring(settings.load_keyring(), args.stage)
+    ring = next_ring(settings.load_keyring(), args.stage)  # refused before anything is written
     target = args.keyring_file or settings.keyring_file
     if target:
         write_keyring(Path(target).expanduser(), ring)
@@ -96,6 +110,16 @@ async def rotate(args: argparse.Namespace, settings: Settings) -> int:
         done = await providers.rotate_all(EventClient(nc, timeout=settings.request_timeout_s), ring)
     finally:
         await nc.close()
-    show.note(f"{len(done)} backends now under key id {ring.current}"
-              + (f": {', '.join(sorted(done))}" if done else ""))
+    show.note(rotation_summary(done, ring.current))
     return 0
+
+
+def rotation_summary(done: dict[str, bool], current: str) -> str:
+    """Counts only what happened: backends that got a `key_rotated` event, and those already current."""
+    moved = sorted(b for b, changed in done.items() if changed)
+    kept = sorted(b for b, changed in done.items() if not changed)
+    parts = [f"{len(moved)} backends re-encrypted under key id {current}"
+             + (f": {', '.join(moved)}" if moved else "")]
+    if kept:
+        parts.append(f"{len(kept)} already under it: {', '.join(kept)}")
+    return "; ".join(parts)

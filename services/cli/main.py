@@ -169,6 +169,7 @@ def expected(exc: BaseException) -> int | None:
     from services.gateway.app import ListenError
     from services.projector.host import ProjectorError
     from services.runtime.credentials import CredentialsError
+    from services.runtime.homelock import HomeBusy
     from services.runtime.natsd import NatsServerError
     from services.up import ServiceStopped
 
@@ -182,7 +183,7 @@ def expected(exc: BaseException) -> int | None:
         return EXIT_USAGE
     if isinstance(first, (EventError, QueryError, NatsServerError, OSError)):
         return EXIT_FAILED
-    if isinstance(first, (ServiceStopped, ProjectorError, ListenError, CredentialsError)):
+    if isinstance(first, (ServiceStopped, ProjectorError, ListenError, CredentialsError, HomeBusy)):
         return EXIT_FAILED
     return None
 

@@ -12,14 +12,14 @@ import argparse
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 import anyio
 import anyio.abc
 
 from services.cli import output as show
-from services.runtime import loop
+from services.runtime import homelock, loop
 from services.runtime.connection import connect_once, redact
 from services.settings import Settings
 
@@ -99,10 +99,13 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             await projector.serve(s, args.only or None, task_status=task_status)
 
         what = f"projector {settings.projector_name} answering on q.{settings.projector_name}"
-    async with until_signalled() as tg:
-        await tg.start(target, settings)
-        loop.freeze_started()
-        show.line(f"{what} (NATS {redact(settings.url)}); Ctrl-C stops it")
+    # the projector owns the home's DuckDB files; gateway and tasks keep nothing there
+    owner = homelock.hold(settings.home_path, "serve projector") if args.service == "projector" else nullcontext()
+    with owner:
+        async with until_signalled() as tg:
+            await tg.start(target, settings)
+            loop.freeze_started()
+            show.line(f"{what} (NATS {redact(settings.url)}); Ctrl-C stops it")
     show.note(f"{args.service} stopped")
     return 0
 

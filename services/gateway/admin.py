@@ -13,6 +13,7 @@ routing truth); statistics are the named queries of the `providers` projection.
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -29,7 +30,9 @@ from events.core.subjects import check_id
 from services import providers
 from services.gateway.body import json_body, json_response, no_unknown, require_object
 from services.gateway.errors import HttpError
-from services.gateway.keys import EVENTS, KEYRING, NC, QUERIES, SETTINGS
+from services.gateway.keys import EVENTS, KEYRING, NC, PROXY, QUERIES, SETTINGS
+
+log = logging.getLogger(__name__)
 
 PROJECTION = "providers"
 FIELDS = {"name", "label", "api_base_url", "api_key", "pool", "rpm_limit", "timeout_seconds",
@@ -39,11 +42,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
-    """At start: read the keyring and check that it holds every key id a stored backend uses."""
+    """At start: read the keyring and name every stored backend whose key id it lacks.
+
+    Such a backend is an error to fix, not a reason to refuse the start: the proxy leaves it out
+    of routing (`/health` says degraded) and the admin API shows it with `key_error`, where it can
+    get a new key (PUT) or be deleted.
+    """
     keyring = app[SETTINGS].load_keyring()
     if keyring is not None:
         app[KEYRING] = keyring
-    providers.check_keys(keyring, await providers.load(app[NC].jetstream()))
+    for error in providers.key_errors(keyring, await providers.load(app[NC].jetstream())).values():
+        log.error("gateway: %s; left out of routing until fixed or deleted through the admin API", error)
     yield
 
 
@@ -62,7 +71,8 @@ def admin(handler: Handler) -> Handler:
 
 
 def _view(request: web.Request, b: domain.Backend, now: datetime) -> dict[str, Any]:
-    keyring = request.app.get(KEYRING)
+    proxy = request.app.get(PROXY)
+    keyring = proxy.fold.keyring if proxy is not None and proxy.fold.keyring else request.app.get(KEYRING)
     key, key_error = MASK, None
     try:
         if keyring is None:

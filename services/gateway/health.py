@@ -2,7 +2,8 @@
 
 Health is ok only when NATS is connected and every projection applies events; otherwise 503
 with the reason, so a load balancer stops sending traffic to a gateway that would answer stale
-or not at all.
+or not at all. A backend whose key cannot be opened makes the proxy `degraded` (200, the
+backend and key id named under `proxy.unroutable`): the other backends still serve.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from projections.runtime.protocol import QueryError
 from services.gateway.body import json_response
-from services.gateway.keys import NC, QUERIES, TELEMETRY
+from services.gateway.keys import NC, PROXY, QUERIES, TELEMETRY
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0
@@ -34,12 +35,23 @@ async def projections_health(request: web.Request) -> tuple[dict[str, Any] | Non
     return projections, None
 
 
+def proxy_health(request: web.Request) -> dict[str, Any]:
+    """Degraded, not down: backends whose key cannot be opened are out of routing, the rest serve."""
+    ctx = request.app.get(PROXY)
+    errors = dict(sorted(ctx.fold.key_errors.items())) if ctx is not None else {}
+    if errors:
+        return {"status": "degraded", "unroutable": errors}
+    return {"status": "ok"}
+
+
 async def get_health(request: web.Request) -> web.Response:
     projections, reason = await projections_health(request)
+    proxy = proxy_health(request)
     body: dict[str, Any] = {
-        "status": "ok" if reason is None else "unavailable",
+        "status": "unavailable" if reason is not None else proxy["status"],
         "nats": "connected" if request.app[NC].is_connected else "disconnected",
         "projections": projections or {},
+        "proxy": proxy,
         "time": time.time(),
     }
     if reason is not None:

@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 from opentelemetry.trace import Tracer
 
 from projections import catalog
+from projections.runtime.adhoc import AdHocSql
 from projections.runtime.loop import Runtime
 from projections.runtime.protocol import QueryError
 from projections.runtime.rebuild import swap_files
@@ -69,6 +70,7 @@ class ProjectorHost:
         modules = [module_named(n) for n in names] if names else catalog.select(None)
         self.slots = {m.NAME: _Slot(m) for m in modules}
         self._tg: TaskGroup | None = None
+        self.adhoc: AdHocSql | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Open and subscribe every projection, then answer; runs until cancelled."""
@@ -77,10 +79,12 @@ class ProjectorHost:
             self._tg = tg
             for slot in self.slots.values():
                 await tg.start(self._host, slot)
-            responder = Responder(
-                self.nc, self, self.settings.projector_name,
-                row_limit=self.settings.query_row_limit, timeout_s=self.settings.query_timeout_s,
-            )
+            st = self.settings
+            adhoc = AdHocSql(slots=st.sql_slots, timeout_s=st.query_timeout_s, memory_mb=st.sql_memory_mb,
+                             threads=st.sql_threads, max_bytes=self.nc.max_payload or 1024 * 1024)
+            responder = Responder(self.nc, self, st.projector_name, row_limit=st.query_row_limit,
+                                  timeout_s=st.query_timeout_s, adhoc=adhoc)
+            self.adhoc = adhoc
             await tg.start(responder.run)
             tg.start_soon(self._snapshots)
             log.info("projector %s hosting %s in %s", self.settings.projector_name,
@@ -132,16 +136,32 @@ class ProjectorHost:
 
     async def snapshot(self, name: str) -> Path:
         """Write `<name>.snapshot.duckdb` now, between two batches."""
-        _, store = self.projection(name)
+        self.projection(name)
         slot = self.slots[name]
         async with slot.snapshot_lock:
-            dest = file_path(self.directory, name, "snapshot")
-            checkpoints = dict(slot.runtime.checkpoints) if slot.runtime else {}
-            await anyio.to_thread.run_sync(store.snapshot, dest)
-            os.chmod(dest, 0o640 if self.settings.snapshot_group_read else 0o600)
-            slot.snapshot_of = checkpoints
-            log.debug("projection %s snapshot at %s -> %s", name, checkpoints, dest)
-            return dest
+            return await self._snapshot(name, slot)
+
+    async def _snapshot(self, name: str, slot: _Slot) -> Path:
+        _, store = self.projection(name)
+        dest = file_path(self.directory, name, "snapshot")
+        checkpoints = dict(slot.runtime.checkpoints) if slot.runtime else {}
+        await anyio.to_thread.run_sync(store.snapshot, dest)
+        os.chmod(dest, 0o640 if self.settings.snapshot_group_read else 0o600)
+        slot.snapshot_of = checkpoints
+        log.debug("projection %s snapshot at %s -> %s", name, checkpoints, dest)
+        return dest
+
+    async def readable(self, name: str) -> Path:
+        """The snapshot ad-hoc SQL reads, rewritten first when the projection has moved on since:
+        a query sees what was applied before it was asked. Queries arriving together share one
+        rewrite (the second finds the first's file current)."""
+        self.projection(name)
+        slot = self.slots[name]
+        dest = file_path(self.directory, name, "snapshot")
+        async with slot.snapshot_lock:
+            if dest.exists() and (slot.runtime is None or slot.runtime.checkpoints == slot.snapshot_of):
+                return dest
+            return await self._snapshot(name, slot)
 
     async def swap(self, name: str, path: str) -> dict[str, Any]:
         """Adopt a file built elsewhere: stop, rename, reopen, resume from its checkpoint."""

@@ -30,7 +30,7 @@ from projections.runtime.protocol import QueryClient, QueryError
 from projections.runtime.rebuild import build, swap_files
 from projections.runtime.store import file_path, remove_file
 from services.projector.host import ProjectorError, ProjectorHost, module_named
-from services.runtime import loop
+from services.runtime import homelock, loop
 from services.runtime.connection import redact
 from services.settings import Settings, SettingsError, load
 
@@ -184,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    anyio.run(_run_until_signalled, settings, args.only, backend_options=loop.backend_options())
+    try:
+        with homelock.hold(settings.home_path, "serve projector"):
+            anyio.run(_run_until_signalled, settings, args.only, backend_options=loop.backend_options())
+    except homelock.HomeBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

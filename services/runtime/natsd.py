@@ -116,15 +116,15 @@ class EmbeddedNats:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise NatsServerError(
-                    f"nats-server exited with code {self.proc.returncode}: {self._log_tail()}"
+                    f"nats-server exited with code {self.proc.returncode}: {self.log_tail()}"
                 )
             if _jetstream_info(self.host, self.port):
                 return
             time.sleep(0.05)
         self.stop()
-        raise NatsServerError(f"nats-server not ready after {timeout:.0f}s: {self._log_tail()}")
+        raise NatsServerError(f"nats-server not ready after {timeout:.0f}s: {self.log_tail()}")
 
-    def _log_tail(self, lines: int = 5) -> str:
+    def log_tail(self, lines: int = 5) -> str:
         try:
             text = self.log_file.read_text(errors="replace").strip().splitlines()
         except OSError:

@@ -296,7 +296,7 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
         upstream.close()
         spooling.cancel()
         probing.cancel()
-        folding.result()  # a key id missing from the keyring stops the start, naming it
+        folding.result()  # the fold failed to start (a bug): say so
     if not fold.ready.is_set():
         log.warning("gateway: providers fold not ready after %.1fs; the proxy answers 503 until it is",
                     settings.request_timeout_s)

@@ -9,7 +9,9 @@ Keys are decrypted here, in memory only, when a backend is created or its key ro
 this keyring lacks is usually a `keys rotate` that rewrote the key file after this gateway started,
 so the file is read again (`reload`), at most once per RELOAD_EVERY_S for each unknown key id,
 also from the timer loop while a backend waits for its key. A backend whose key still cannot be
-opened is logged (by id and key id, never the key) and left out of routing; the fold goes on.
+opened is logged (by id and key id, never the key), left out of routing and listed in
+`key_errors` (shown by `/health` as a degraded proxy and by the admin API, where the backend can
+be given a new key or deleted); the fold goes on. One bad record never stops the gateway.
 Token buckets are local to the replica: each one limits what it sends itself.
 """
 
@@ -77,6 +79,7 @@ class ProvidersFold:
         self.ready = asyncio.Event()
         self.cooldowns_started = 0  # read by the metrics
         self._keys: dict[str, tuple[str, str]] = {}  # backend id -> (token, plaintext)
+        self.key_errors: dict[str, str] = {}  # live backend id -> why its key cannot be opened
         self._changed = asyncio.Event()
         self._buffer = Buffer(batch_size=1, batch_ms=1, capacity=4096)
 
@@ -124,16 +127,10 @@ class ProvidersFold:
             log.info("gateway: providers fold ready, %d backends at seq %d", len(self.backends), self.folded)
 
     def _check_keys(self) -> None:
-        tokens = [b.api_key for b in self.backends.values() if b.live]
-        if tokens and self.keyring is None:
-            log.error("gateway: %d backends hold encrypted keys but no keyring is configured "
-                      "(AGENTLEDGER_KEYRING); the proxy cannot route", len(tokens))
-        elif self.keyring is not None:
-            try:
-                self.keyring.require(tokens)
-            except UnknownKeyId as exc:
-                self._reload_for(exc.key_id)
-                self.keyring.require(tokens)  # a lost key id is an error at start, naming it
+        """At start: one line naming every backend left out of routing; the gateway starts anyway."""
+        if self.key_errors:
+            log.error("gateway: %d backends left out of routing until their key is fixed or they are "
+                      "deleted (admin API): %s", len(self.key_errors), "; ".join(sorted(self.key_errors.values())))
 
     async def _apply_loop(self) -> None:
         while True:
@@ -171,6 +168,7 @@ class ProvidersFold:
     def _refresh_key(self, state: providers.Backend) -> None:
         if not state.live:
             self._keys.pop(state.id, None)
+            self.key_errors.pop(state.id, None)
             return
         held = self._keys.get(state.id)
         if held is not None and held[0] == state.api_key:
@@ -180,11 +178,12 @@ class ProvidersFold:
             if self.keyring is None or key_id not in self.keyring.key_ids:
                 self._reload_for(key_id)
             if self.keyring is None:
-                self._keys.pop(state.id, None)
-                return
+                raise UnknownKeyId(key_id, [])
             self._keys[state.id] = (state.api_key, self.keyring.decrypt(state.api_key, aad=state.id))
+            self.key_errors.pop(state.id, None)
         except KeyringError as exc:
             self._keys.pop(state.id, None)
+            self.key_errors[state.id] = f"backend {state.id}: {exc}"
             log.error("gateway: backend %s left out of routing: %s", state.id, exc)
 
     def _reload_due(self, key_id: str) -> bool:

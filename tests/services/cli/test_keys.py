@@ -181,7 +181,7 @@ async def test_a_backend_key_is_in_no_stream_file_log_or_answer_and_rotation_kee
 
 
 def test_a_staged_key_is_added_unused_then_made_current_without_a_third_key() -> None:
-    first = next_ring(None, stage=False)
+    first = Keyring({"k1": new_key()})
     staged = next_ring(first, stage=True)
     assert (staged.key_ids, staged.current) == (("k1", "k2"), "k1")
     with pytest.raises(KeysError, match="k2 is already staged"):
@@ -190,6 +190,29 @@ def test_a_staged_key_is_added_unused_then_made_current_without_a_third_key() ->
     assert (switched.key_ids, switched.current) == (("k1", "k2"), "k2")
     assert switched.decrypt(staged.encrypt("sk-x", aad="b"), aad="b") == "sk-x"
     assert next_ring(switched, stage=False).current == "k3"
+
+
+async def test_rotate_without_a_keyring_is_refused_with_what_to_do_and_changes_nothing(
+    nats_url: str, tmp_path: Path, client: EventClient
+) -> None:
+    ring = Keyring({"k1": new_key()})
+    await client.append("bkd_n", [p.BackendCreated(backend_name="N", api_base_url="http://n.local",
+                                                   api_key=ring.encrypt(KEY_A, aad="bkd_n"))], expected_seq=0)
+    for extra in ((), ("--stage",)):
+        r = await run("keys", "rotate", *extra, env=clean_env(AGENTLEDGER_NATS_URL=nats_url,
+                                                              AGENTLEDGER_HOME=str(tmp_path)), cwd=tmp_path)
+        assert r.code == 2, r.err
+        assert "no keyring configured" in r.err and "AGENTLEDGER_KEYRING_FILE" in r.err and "Traceback" not in r.err
+        assert r.out == "" and "re-encrypted" not in r.err
+    assert [s for _, s, _, _ in await every_message(client.nc)] == ["providers.bkd_n.created"]
+    with pytest.raises(KeysError, match="no keyring configured"):
+        next_ring(None, stage=False)
+
+
+def test_the_summary_counts_only_backends_that_got_an_event() -> None:
+    assert cli_keys.rotation_summary({}, "k2") == "0 backends re-encrypted under key id k2"
+    text = cli_keys.rotation_summary({"bkd_a": True, "bkd_b": False, "bkd_c": True}, "k2")
+    assert text == "2 backends re-encrypted under key id k2: bkd_a, bkd_c; 1 already under it: bkd_b"
 
 
 async def test_rotation_in_two_steps_through_the_environment_value(nats_url: str, tmp_path: Path, client: EventClient) -> None:

@@ -12,9 +12,10 @@ from aiohttp.test_utils import TestClient
 
 from events import providers as p
 from events.core.client import EventClient
-from events.core.keyring import Keyring, UnknownKeyId, new_key
+from events.core.keyring import Keyring, new_key
 from events.usage import UsageCompleted
 from services.gateway.app import create_app
+from services.gateway.keys import PROXY
 from services.projector.service import ProjectorHost
 from services.settings import Settings
 from tests.hosting import running
@@ -127,13 +128,37 @@ async def _cooldowns(http: Client) -> Any:
     return (await call(http, "GET", "/api/admin/stats/cooldown?limit=10"))["cooldowns"]
 
 
-async def test_a_key_id_missing_from_the_keyring_stops_the_gateway_at_start(
-    client: EventClient, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
+async def test_a_key_id_missing_from_the_keyring_degrades_the_proxy_and_is_fixed_through_the_admin_api(
+    client: EventClient, settings: Settings, projector: ProjectorHost,
+    aiohttp_client: Callable[..., Awaitable[Client]],
 ) -> None:
     other = Keyring({"k9": new_key()})
     await client.append("bkd_z", [p.BackendCreated(backend_name="Z", api_base_url="http://z.local",
                                                    api_key=other.encrypt(KEY, aad="bkd_z"))], expected_seq=0)
-    with pytest.raises(UnknownKeyId, match="'k9'"):
-        await aiohttp_client(create_app(settings))
-    with pytest.raises(UnknownKeyId, match="'k9'"):
-        await aiohttp_client(create_app(Settings(nats_url=settings.nats_url, home=settings.home)))
+    await client.append("bkd_y", [p.BackendCreated(backend_name="Y", api_base_url="http://y.local",
+                                                   api_key=other.encrypt(KEY, aad="bkd_y"))], expected_seq=0)
+    http = await aiohttp_client(create_app(settings))  # starts: one bad record never refuses the start
+    fold = http.app[PROXY].fold
+    assert fold.routable() == []
+
+    async def health() -> Any:
+        r = await http.get("/health")
+        body = await r.json()
+        return r.status == 200 and body["status"] == "degraded" and body
+
+    body = await eventually(health, 30, "/health says the proxy is degraded")
+    unroutable = body["proxy"]["unroutable"]
+    assert set(unroutable) == {"bkd_y", "bkd_z"} and "'k9'" in unroutable["bkd_z"] and "bkd_z" in unroutable["bkd_z"]
+    shown = await call(http, "GET", "/api/admin/backends/bkd_z")
+    assert shown["key_id"] == "k9" and "'k9' is not in the keyring" in shown["key_error"] and KEY not in str(shown)
+
+    fixed = await call(http, "PUT", "/api/admin/backends/bkd_z", json={"api_key": "sk-new-0000111122223333"})
+    assert (fixed["key_id"], fixed["api_key"]) == ("k1", "sk-new****3333") and "key_error" not in fixed
+    await call(http, "DELETE", "/api/admin/backends/bkd_y")
+    await eventually(lambda: [b.id for b in fold.routable()] == ["bkd_z"], 10, "bkd_z routable again")
+    body = await (await http.get("/health")).json()
+    assert body["status"] == "ok" and body["proxy"] == {"status": "ok"}
+
+    without = await aiohttp_client(create_app(Settings(nats_url=settings.nats_url, home=settings.home)))
+    await eventually(lambda: set(without.app[PROXY].fold.key_errors) == {"bkd_z"}, 10,
+                     "no keyring at all: the backend is named, the gateway still starts")

@@ -1,0 +1,113 @@
+"""The projector's side of ad-hoc SQL: slots of its own, one worker process per query, killed at
+the timeout.
+
+A query in the projector's own process could take its memory (10 GB for one cross join), ignore
+`interrupt()` while it parses or binds (100,000 columns), keep shutdown waiting and make the named
+queries queue behind it. Here it cannot: it runs in a child process on the read-only snapshot,
+under the limits `worker.py` sets, and the parent only waits, with a deadline, for a bounded
+answer. At the deadline, on cancellation (shutdown) or when the answer outgrows what a NATS
+message may carry, the child is killed (SIGKILL: no phase of DuckDB can ignore it). Queries beyond
+the slots are refused at once, not queued, so the answer says why instead of timing out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import ByteReceiveStream, Process
+
+from projections.runtime.protocol import QueryError
+
+log = logging.getLogger(__name__)
+WORKER = [sys.executable, "-m", "projections.runtime.adhoc.worker"]
+STDERR_TAIL = 2000
+
+
+class AdHocSql:
+    def __init__(self, *, slots: int = 4, timeout_s: float = 10.0, memory_mb: int = 256,
+                 threads: int = 1, max_bytes: int = 1024 * 1024) -> None:
+        self.slots = slots
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self.threads = threads
+        self.max_bytes = max_bytes
+        self.running: set[int] = set()  # worker pids: what the tests and /health can see
+        self.refused = 0
+
+    @property
+    def busy(self) -> int:
+        return len(self.running)
+
+    async def run(self, path: Path, sql: str, limit: int) -> dict[str, Any]:
+        """The reply of one query on the snapshot at `path`; QueryError on any failure."""
+        if self.busy >= self.slots:
+            self.refused += 1
+            raise QueryError("unavailable", f"all {self.slots} SQL slots are busy with other queries; "
+                                            "try again when one has ended (named queries are not affected)")
+        request = msgspec.json.encode({"path": str(path), "sql": sql, "limit": limit,
+                                       "memory_mb": self.memory_mb, "threads": self.threads})
+        env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
+        proc = await anyio.open_process(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=env)
+        self.running.add(proc.pid)
+        try:
+            return await self._answer(proc, request)
+        finally:
+            self.running.discard(proc.pid)
+            with anyio.CancelScope(shield=True):
+                if proc.returncode is None:
+                    proc.kill()
+                await proc.wait()
+                await proc.aclose()
+
+    async def _answer(self, proc: Process, request: bytes) -> dict[str, Any]:
+        out, err = bytearray(), bytearray()
+        with anyio.move_on_after(self.timeout_s) as deadline:
+            assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+            await proc.stdin.send(request)
+            await proc.stdin.aclose()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_tail, proc.stderr, err)
+                fits = await _collect(proc.stdout, out, self.max_bytes)
+                tg.cancel_scope.cancel()
+            if not fits:
+                raise QueryError("bad_request", f"the answer is over the {self.max_bytes} bytes a NATS "
+                                                "message may carry; ask for fewer rows (limit) or columns")
+            await proc.wait()
+        if deadline.cancelled_caught:
+            raise QueryError("timeout", f"query stopped after {self.timeout_s:g}s (its worker was killed)")
+        try:
+            reply: dict[str, Any] = msgspec.json.decode(bytes(out))
+        except msgspec.DecodeError:
+            code = proc.returncode
+            log.warning("sql worker pid %s ended with %s and no answer: %s", proc.pid, code, bytes(err[-500:]))
+            raise QueryError("bad_request", f"the query's worker ended without an answer (exit {code}); "
+                                            f"it likely ran out of its memory cap ({self.memory_mb} MB)") from None
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            raise QueryError(error.get("code", "internal"), error.get("message", "SQL worker error"))
+        reply.pop("ok", None)
+        return reply
+
+
+async def _collect(stream: ByteReceiveStream, into: bytearray, limit: int) -> bool:
+    """Read to the end; False as soon as more than `limit` bytes arrived."""
+    async for chunk in stream:
+        into += chunk
+        if len(into) > limit:
+            return False
+    return True
+
+
+async def _tail(stream: ByteReceiveStream, into: bytearray) -> None:
+    """Read to the end (a full pipe would block the worker), keeping the last STDERR_TAIL bytes."""
+    async for chunk in stream:
+        into += chunk
+        del into[:-STDERR_TAIL]

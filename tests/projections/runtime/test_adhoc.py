@@ -1,0 +1,133 @@
+"""Ad-hoc SQL cannot hurt the projector: side effects refused, memory capped, killed at the
+timeout in any phase, slots of its own so named queries answer while every slot is busy, and a
+shutdown that never waits on a query."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+from nats.aio.client import Client as NATS
+
+from events.agents import AgentHeartbeat
+from events.core.client import EventClient
+from projections.runtime.adhoc import AdHocSql
+from projections.runtime.protocol import QueryClient, QueryError
+from services.projector.service import ProjectorHost
+from services.settings import Settings
+from tests.hosting import running
+from tests.polling import eventually
+
+SLOW = "SELECT sum(hash(range)) FROM range(100000000000)"  # constant memory, runs for minutes
+WIDE = "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(60_000))  # slow to parse and bind
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+async def fleet(client: EventClient, host: ProjectorHost) -> None:
+    await client.publish("architect", AgentHeartbeat(status="busy"))
+    await eventually(lambda: host.health()["agents"]["checkpoints"].get("AGENTS") == 1)
+
+
+@pytest.mark.parametrize("sql, name", [
+    ("SELECT * FROM checkpoint()", "checkpoint"),
+    ("SELECT * FROM force_checkpoint()", "force_checkpoint"),
+    ("SELECT * FROM query('SELECT 1')", "query"),
+    ("SELECT x FROM (SELECT 1 AS x) WHERE x IN (SELECT * FROM force_checkpoint('agents'))", "force_checkpoint"),
+])
+async def test_functions_with_side_effects_are_refused_by_name(
+    fleet: None, queries: QueryClient, sql: str, name: str
+) -> None:
+    with pytest.raises(QueryError) as err:
+        await queries.sql("agents", sql)
+    assert err.value.code == "bad_request" and f"function {name}() is not allowed" in err.value.message
+    assert (await queries.sql("agents", "SELECT id FROM agents")).rows == [["architect"]]
+
+
+async def test_a_query_over_its_memory_cap_ends_with_a_clear_error(fleet: None, queries: QueryClient) -> None:
+    with pytest.raises(QueryError) as err:
+        await queries.sql("agents", "SELECT count(*) FROM generate_series(1, 100000000000) a, "
+                                    "generate_series(1, 100000000000) b")
+    assert err.value.code in ("bad_request", "timeout"), err.value.message
+    if err.value.code == "bad_request":
+        assert "memory cap" in err.value.message
+
+
+async def test_a_query_is_killed_at_the_timeout_even_while_it_parses(
+    settings: Settings, host_nc: NATS, client: EventClient, queries: QueryClient
+) -> None:
+    settings.query_timeout_s = 1.0
+    async with running(ProjectorHost(settings, host_nc)) as host:
+        assert host.adhoc is not None
+        seen: list[int] = []
+
+        async def watch() -> None:
+            while True:
+                seen.extend(host.adhoc.running)  # type: ignore[union-attr]
+                await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            for sql in (WIDE, SLOW):
+                with pytest.raises(QueryError) as err:
+                    await queries.sql("agents", sql)
+                assert err.value.code in ("timeout", "bad_request"), err.value.message
+            tg.cancel_scope.cancel()
+        assert seen and not any(alive(pid) for pid in set(seen))
+        assert host.adhoc.running == set()
+        assert (await queries.sql("agents", "SELECT 42 AS x")).rows == [[42]]
+
+
+async def test_named_queries_answer_while_every_sql_slot_is_busy_and_shutdown_kills_the_workers(
+    settings: Settings, host_nc: NATS, client: EventClient, queries: QueryClient
+) -> None:
+    settings.sql_slots = 2
+    await client.publish("architect", AgentHeartbeat(status="busy"))
+    pids: set[int] = set()
+    async with running(ProjectorHost(settings, host_nc)) as host:
+        adhoc = host.adhoc
+        assert isinstance(adhoc, AdHocSql)
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(_expect_failure, queries)
+            await eventually(lambda: adhoc.busy == 2, 30, "both SQL slots run a query")
+            pids = set(adhoc.running)
+            named = await queries.query("agents", "list")
+            assert adhoc.busy == 2 and set(adhoc.running) == pids  # answered while both were busy
+            assert [r["id"] for r in named.records()] == ["architect"]
+            with pytest.raises(QueryError) as err:
+                await queries.sql("agents", "SELECT 1")
+            assert err.value.code == "unavailable" and "all 2 SQL slots are busy" in err.value.message
+            assert all(alive(pid) for pid in pids)
+            tg.cancel_scope.cancel()
+    assert pids and not any(alive(pid) for pid in pids)  # the host stopped without waiting on them
+
+
+async def _expect_failure(queries: QueryClient) -> None:
+    with pytest.raises(QueryError):
+        await queries.sql("agents", SLOW)
+
+
+async def test_an_answer_over_the_byte_cap_is_refused_and_its_worker_killed(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "t.duckdb"
+    duckdb.connect(str(path)).close()
+    adhoc = AdHocSql(max_bytes=10_000, timeout_s=30)
+    with pytest.raises(QueryError) as err:
+        await adhoc.run(path, "SELECT range, repeat('x', 100) FROM range(1000000)", 10_000)
+    assert err.value.code == "bad_request" and "over the 10000 bytes" in err.value.message
+    assert adhoc.running == set()
+    assert (await adhoc.run(path, "SELECT 1 AS one", 10)) == {"columns": ["one"], "rows": [[1]], "truncated": False}
