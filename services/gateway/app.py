@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 
 from events.core.client import EventClient
 from projections.runtime.protocol import QueryClient
-from services.gateway import admin, agents, events, health, mail, queries, tasks
+from services.gateway import admin, agents, calendar, events, health, mail, queries, tasks
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.proxy import handler as proxy
@@ -49,6 +49,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/rejects", queries.get_rejects),
         web.post("/api/sql", queries.post_sql),
         *admin.routes(),
+        *calendar.routes(),
         web.get("/v1/models", proxy.list_models),
         web.post("/v1/chat/completions", proxy.chat_completions),
         web.post("/v1/completions", proxy.completions),
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[TELEMETRY] = telemetry.setup()
     app.cleanup_ctx.append(_nats_ctx)
+    app.cleanup_ctx.append(calendar.calendar_ctx)  # after NATS: reads CALENDAR
     app.cleanup_ctx.append(admin.keys_ctx)  # after NATS: checks stored backends' key ids
     app.cleanup_ctx.append(proxy.proxy_ctx)  # after NATS: providers fold, upstream session, usage spool
     app.add_routes(routes())

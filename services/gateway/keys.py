@@ -10,6 +10,7 @@ from events.core.keyring import Keyring
 from projections.runtime.protocol import QueryClient
 from services.gateway.proxy.providers import ProxyContext
 from services.runtime.telemetry import Telemetry
+from services.scheduler.history import CalendarLog
 from services.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +20,4 @@ QUERIES = web.AppKey("queries", QueryClient)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 KEYRING = web.AppKey("keyring", Keyring)  # absent when no keyring is configured
 PROXY = web.AppKey("proxy", ProxyContext)  # providers fold, upstream session, usage spool
+CALENDAR = web.AppKey("calendar", CalendarLog)  # the CALENDAR stream folded, for the calendar API
