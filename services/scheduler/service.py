@@ -88,11 +88,11 @@ class Scheduler:
                 log.debug("calendar: backend status of %s unavailable: %s", agent, exc)
         decisions = decide(schedules, mirror.date, now, self.tz, decided=cal.outcomes.keys(),
                            agents=agent_views(rows, statuses))
-        for d in decisions:
-            await self._act(d)
-        return decisions
+        return [await self._act(d) for d in decisions]
 
-    async def _act(self, d: Decision) -> None:
+    async def _act(self, d: Decision) -> Decision:
+        """Record and carry out one decision; the decision as it turned out (a wake that could
+        not be delivered is a skip)."""
         ids = [f"calendar:{self.claw}:{d.agent}:{x.slot.key}:{x.at}" for x in d.dues]
         if d.wake:
             await self.events.publish_many([
@@ -117,6 +117,7 @@ class Scheduler:
         await self.events.publish_many(outgoing)
         log.info("calendar: %s %s for slots %s (%s)", "woke" if d.wake else "skipped", d.agent,
                  ", ".join(x.slot.key for x in d.dues), d.reason or "due")
+        return d
 
     async def _forward(self, cal: Calendar) -> None:
         """Pass the claw's agents' status reports on to the backend, each once."""
@@ -190,8 +191,11 @@ class Scheduler:
                 task_status.started()
         finally:
             with anyio.CancelScope(shield=True):
-                await self.backend.close()
-                await self.waker.close()
+                await self.close()
+
+    async def close(self) -> None:
+        await self.backend.close()
+        await self.waker.close()
 
 
 async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

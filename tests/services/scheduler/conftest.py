@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.services.scheduler.calendar_server import CalendarServer
+from tests.services.scheduler.harness import OPEN
 
 DEV_SLOT = {"scheduled_at": "09:00", "status": "not_started", "priority": 1, "slot_type": "work",
             "estimated_duration": 30}
@@ -72,3 +73,10 @@ async def nc(nats_url: str, client: Any) -> AsyncIterator[Any]:
     conn = await nats.connect(nats_url)
     yield conn
     await conn.close()
+
+
+@pytest.fixture(autouse=True)
+async def _closed() -> AsyncIterator[None]:
+    yield
+    while OPEN:
+        await OPEN.pop().close()

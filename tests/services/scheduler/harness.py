@@ -56,5 +56,10 @@ def outcomes(cal: Calendar) -> dict[tuple[str, str, str], str]:
     return dict(cal.outcomes)
 
 
-def new_scheduler(settings: Settings, nc: Any, clock: Clock) -> Scheduler:
-    return Scheduler(settings, nc, clock=clock)
+OPEN: list[Scheduler] = []  # closed after each test (tests/services/scheduler/conftest.py)
+
+
+def new(settings: Settings, nc: Any, clock: Clock | None = None) -> Scheduler:
+    """A scheduler whose HTTP session the test's teardown closes."""
+    OPEN.append(Scheduler(settings, nc, clock=clock))
+    return OPEN[-1]

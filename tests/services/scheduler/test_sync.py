@@ -9,11 +9,11 @@ from typing import Any
 from events.calendar import ScheduleSynced, SlotRemoved
 from events.core.client import EventClient
 from services.scheduler.service import Scheduler
-from tests.services.scheduler.harness import CLAW, Clock, schedules, settings_for
+from tests.services.scheduler.harness import CLAW, Clock, new, schedules, settings_for
 
 
 def scheduler(tmp_path: Path, nats_url: str, url: str, nc: Any) -> Scheduler:
-    return Scheduler(settings_for(tmp_path, nats_url, url), nc, clock=Clock())
+    return new(settings_for(tmp_path, nats_url, url), nc, Clock())
 
 
 async def test_the_first_sync_is_full_and_holds_every_agent_schedule(tmp_path: Path, nats_url: str, nc: Any,
@@ -74,3 +74,24 @@ async def test_a_diff_that_does_not_apply_is_recorded_and_resynced_in_full(tmp_p
     cal = await s.history.catch_up()
     assert cal.mirror(CLAW).resyncs == 1
     assert schedules(cal)["dev"] == {"1": "deferred"}
+
+
+async def test_backend_errors_are_recorded_and_back_off_without_losing_the_copy(
+    tmp_path: Path, nats_url: str, nc: Any, seed_url: str, calendar: Any,
+) -> None:
+    s = scheduler(tmp_path, nats_url, seed_url, nc)
+    await s.syncer.step()
+    calendar.fail_next = 2
+    assert [await s.syncer.step(), await s.syncer.step()] == ["failed", "failed"]
+    assert s.syncer.delay(300.0) == 2.0  # 1 s, then 2 s, ... never more than the interval
+    m = (await s.history.catch_up()).mirror(CLAW)
+    assert m.last_error is not None and "503" in m.last_error and "database is down" in m.last_error
+    assert schedules(s.history.calendar) == {"dev": {"1": "not_started"}, "ops": {"2": "not_started"}}
+    assert await s.syncer.step() == "diff" and s.syncer.delay(300.0) == 300.0
+
+
+async def test_an_unreachable_backend_is_a_recorded_failure_not_a_crash(tmp_path: Path, nats_url: str, nc: Any) -> None:
+    s = scheduler(tmp_path, nats_url, "http://127.0.0.1:9", nc)
+    assert await s.syncer.step() == "failed"
+    m = (await s.history.catch_up()).mirror(CLAW)
+    assert m.token is None and "ClientConnectorError" in (m.last_error or "")
