@@ -184,8 +184,8 @@ class _Batch:
 
     def claw(self, claw: str) -> dict[str, Any]:
         if claw not in self.sync:
-            cur = self.con.execute("SELECT * FROM calendar_sync WHERE claw = ?", [claw]).fetchone()
-            self.sync[claw] = dict(zip(_SYNC.names, cur, strict=True)) if cur else {
+            found = self.con.execute("SELECT * FROM calendar_sync WHERE claw = ?", [claw]).fetchall()
+            self.sync[claw] = dict(zip(_SYNC.names, found[0], strict=True)) if found else {
                 **dict.fromkeys(_SYNC.names), "claw": claw, "resyncs": 0}
         return self.sync[claw]
 
@@ -253,7 +253,7 @@ def _instant(value: str) -> datetime:
 def _write(b: _Batch) -> None:
     con = b.con
     for source in b.cleared:
-        con.execute("DELETE FROM calendar_slots WHERE source = ?", [source])
+        con.execute("DELETE FROM calendar_slots WHERE source = ?", [source]).fetchall()
     gone = [k for k, v in b.slots.items() if v is None and k[0] not in b.cleared]
     if gone:
         execute_with(con, "_gone", from_rows(gone, pa.schema([("source", pa.string()), ("agent_id", pa.string()),
