@@ -76,11 +76,13 @@ class Scheduler:
         await self._forward(cal)
         mirror, now = cal.mirror(self.claw), self.clock()
         schedules = {a: list(s.values()) for a, s in mirror.schedules.items()}
-        if not due_slots(schedules, mirror.date, now, self.tz):
+        undecided = [d for d in due_slots(schedules, mirror.date, now, self.tz)
+                     if (d.agent, d.slot.key, d.at) not in cal.outcomes]
+        if not undecided:  # the usual case: nobody asked anything
             return []
         rows = (await self.queries.query("agents", "list")).records()
         statuses = {}
-        for agent in {d.agent for d in due_slots(schedules, mirror.date, now, self.tz)}:
+        for agent in sorted({d.agent for d in undecided}):
             try:
                 if (status := await self.backend.agent_status(agent)) is not None:
                     statuses[agent] = status

@@ -190,3 +190,26 @@ async def _synced(nc: Any, settings: Settings) -> bool:
 
 async def _has_outcome(s: Scheduler) -> bool:
     return bool((await s.history.catch_up()).outcomes)
+
+
+async def test_the_command_path_starts_the_wake_command_with_the_seed_session_and_message(
+    tmp_path: Path, nats_url: str, seed_url: str, nc: Any, client: EventClient,
+) -> None:
+    import json
+    import sys
+
+    out = tmp_path / "argv.json"
+    script = tmp_path / "wake.py"
+    script.write_text(f"import json, sys\nopen({str(out)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    settings = settings_for(tmp_path, nats_url, seed_url, dispatch_mode="command",
+                            dispatch_command=f"{sys.executable} {script} {{agent_id}} {{session_id}} {{message}}")
+    async with running(ProjectorHost(settings, nc)):
+        await agent_is(client, QueryClient(nc, settings.projector_name), "dev", "idle")
+        clock = Clock()
+        s = await synced(settings, nc, clock)
+        clock.to(9, 1)
+        assert [d.wake for d in await s.check()] == [True]
+    await eventually(lambda: out.exists() and out.read_text(), 20, "the wake command ran")
+    assert json.loads(out.read_text()) == ["dev", "agent:dev:hf-wakeup", WAKE_MESSAGE]
+    (sent,) = [e for e in (await _caught_up(s)).history.calendar.outcomes.values()]
+    assert sent == "woken"
