@@ -43,7 +43,7 @@ from events.core.errors import Conflict, ValidationError
 from events.core.subjects import check_id, event_filter
 from services.gateway.body import json_body, json_response, require_object
 from services.gateway.errors import HttpError
-from services.gateway.keys import CALENDAR, EVENTS, QUERIES, SETTINGS
+from services.gateway.keys import CALENDAR, EVENTS, NC, QUERIES, SETTINGS
 from services.scheduler.history import CalendarLog
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,6 @@ class StatusReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 async def calendar_ctx(app: web.Application) -> AsyncIterator[None]:
-    from services.gateway.keys import NC
-
     app[CALENDAR] = CalendarLog(app[NC], app[SETTINGS].request_timeout_s)
     yield
 
@@ -112,9 +110,8 @@ def _slot_of(fields: dict[str, Any], where: str = "$") -> Slot:
 async def create_slot(request: web.Request) -> web.Response:
     new: NewSlot = _decode(NewSlot, await json_body(request))
     fields = {k: v for k, v in msgspec.structs.asdict(new).items() if k in _PATCHABLE}
-    log_ = request.app[CALENDAR]
     for _ in range(MAX_TRIES):
-        cal = await log_.catch_up()
+        cal = await request.app[CALENDAR].catch_up()
         slot = _slot_of({**fields, "id": cal.created + 1})
         event = SlotCreated(date=new.date, slot=slot, claw=new.claw_identifier)
         headers = {H_EXPECTED: str(cal.created_seq), H_EXPECTED_SUBJECT: event_filter("calendar", "slot_created")}
