@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -24,7 +27,7 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 PositiveF = Annotated[float, msgspec.Meta(gt=0)]
 ENV_PREFIX = "AGENTLEDGER_"
-SECRETS = ("admin_token", "gateway_keys", "keyring")  # never in a repr, a log line or an answer
+SECRETS = ("admin_token", "gateway_keys", "keyring", "calendar_token")  # never in a repr, a log line or an answer
 HASHED = "sha256:"
 
 
@@ -84,6 +87,17 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     read_auth: Literal["loopback", "token"] = "loopback"
     # snapshots readable by the owner's group too (analysts in that group); else owner only
     snapshot_group_read: bool = False
+    # calendar (the scheduler runs when calendar_url is set): the backend of the seed's API (this
+    # gateway's own URL when agentledger is the calendar), the claw this host is for (default:
+    # the host name), how often to sync, look for due slots and ping; the zone of `HH:MM` times
+    calendar_url: str | None = None
+    claw_identifier: str | None = None
+    calendar_sync_interval_s: PositiveF = 300.0
+    calendar_check_interval_s: PositiveF = 30.0
+    calendar_heartbeat_interval_s: PositiveF = 60.0
+    calendar_timezone: str = "UTC"
+    # Bearer token for the calendar backend (another agentledger: its admin token)
+    calendar_token: str | None = None
     gateway_keys: str | list[str] = ""
     keyring: str | None = None
     keyring_file: str | None = None
@@ -97,6 +111,16 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("dispatch_command is required when dispatch_mode is command - at `$.dispatch_command`")
         if self.dispatch_mode == "webhook" and not self.dispatch_webhook_url:
             raise ValueError("dispatch_webhook_url is required when dispatch_mode is webhook - at `$.dispatch_webhook_url`")
+        if self.calendar_url == "":
+            self.calendar_url = None
+        if not self.claw_identifier:
+            self.claw_identifier = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:128] or "claw"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", self.claw_identifier):
+            raise ValueError("claw_identifier must match [A-Za-z0-9_-]{1,128} - at `$.claw_identifier`")
+        try:
+            ZoneInfo(self.calendar_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.calendar_timezone!r} - at `$.calendar_timezone`") from None
         if self.dispatch_session_file == "":
             self.dispatch_session_file = None
         if self.dispatch_session_file is not None:

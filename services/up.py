@@ -101,7 +101,7 @@ def tighten(settings: Settings) -> None:
 
 def default_services(settings: Settings | None = None) -> dict[str, Service]:
     """The services `up` runs, in start order (imported late: they pull in DuckDB and aiohttp);
-    the dispatcher last, and only when `dispatch_mode` is not off."""
+    the dispatcher when `dispatch_mode` is not off, the scheduler when `calendar_url` is set."""
     from services.gateway import app as gateway
     from services.projector import service as projector
     from services.tasks import service as tasks
@@ -113,6 +113,10 @@ def default_services(settings: Settings | None = None) -> dict[str, Service]:
         from services.dispatcher import loop as dispatcher
 
         services["dispatcher"] = dispatcher.serve
+    if settings is not None and settings.calendar_url:
+        from services.scheduler import service as scheduler
+
+        services["scheduler"] = scheduler.serve
     return services
 
 

@@ -89,6 +89,15 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         target = tasks.serve
         what = "tasks service answering on cmd.tasks.*"
+    elif args.service == "scheduler":
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        if not settings.calendar_url:
+            raise UsageError("the scheduler needs calendar_url (AGENTLEDGER_CALENDAR_URL)")
+        from services.scheduler import service as scheduler
+
+        target = scheduler.serve
+        what = f"scheduler of claw {settings.claw_identifier} syncing from {settings.calendar_url}"
     else:
         from projections import catalog
         from services.projector import service as projector

@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 
 from events.core.client import EventClient
 from projections.runtime.protocol import QueryClient
-from services.gateway import admin, agents, auth, events, health, mail, queries, tasks
+from services.gateway import admin, agents, auth, calendar, events, health, mail, queries, tasks
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.proxy import handler as proxy
@@ -50,6 +50,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/rejects", queries.get_rejects),
         web.post("/api/sql", queries.post_sql),
         *admin.routes(),
+        *calendar.routes(),
         web.get("/v1/models", proxy.list_models),
         web.post("/v1/chat/completions", proxy.chat_completions),
         web.post("/v1/completions", proxy.completions),
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
     app[TELEMETRY] = telemetry.setup()
     app.cleanup_ctx.append(auth.token_ctx)
     app.cleanup_ctx.append(_nats_ctx)
+    app.cleanup_ctx.append(calendar.calendar_ctx)  # after NATS: reads CALENDAR
     app.cleanup_ctx.append(admin.keys_ctx)  # after NATS: checks stored backends' key ids
     app.cleanup_ctx.append(proxy.proxy_ctx)  # after NATS: providers fold, upstream session, usage spool
     app.add_routes(routes())

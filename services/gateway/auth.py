@@ -29,6 +29,8 @@ from services.settings import Settings, SettingsError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READ_POSTS = frozenset({"/api/sql"})
+GUARDED = ("/api/", "/calendar/", "/monitor/")  # the seed's calendar backend API writes events too
+ADMIN_WRITES = ("/api/calendar/slots",)  # the schedule itself: operators only
 WRITERS = frozenset({ADMIN, AGENT})
 
 
@@ -72,7 +74,7 @@ def caller(request: web.Request) -> Principal | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
-    if not path.startswith("/api/") or path.startswith("/api/admin/"):
+    if not path.startswith(GUARDED) or path.startswith("/api/admin/"):
         return await handler(request)
     who = principal_of(request)
     if request.headers.get("Authorization") and who is None:
@@ -89,6 +91,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                         "Bearer <agent token or admin token>")
     if who.kind not in WRITERS:
         raise HttpError(403, "forbidden", f"a {who.kind} may only read; {request.method} {path} writes")
+    if path.startswith(ADMIN_WRITES) and who.kind != ADMIN:
+        raise HttpError(403, "forbidden", f"{request.method} {path} changes the schedule: admin only")
     return await handler(request)
 
 

@@ -75,6 +75,14 @@ async def get_metrics(request: web.Request) -> web.Response:
                 observed.heartbeats = {str(r[0]): float(r[1]) for r in rows.rows if r[1] is not None}
             except QueryError as exc:
                 log.warning("metrics: heartbeat timestamps unavailable: %s", exc.message)
+        if "calendar" in projections:
+            try:
+                wakes = await request.app[QUERIES].query("calendar", "wake_counts")
+                ages = await request.app[QUERIES].query("calendar", "sync_ages")
+                observed.calendar_wakes = {str(r[0]): float(r[1]) for r in wakes.rows}
+                observed.calendar_sync_age = {str(r[0]): float(r[1]) for r in ages.rows if r[1] is not None}
+            except QueryError as exc:
+                log.warning("metrics: calendar figures unavailable: %s", exc.message)
     return web.Response(
         body=telemetry.prometheus_text(),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

@@ -52,6 +52,8 @@ class Observed:
     lag: dict[str, float] = field(default_factory=dict)
     healthy: dict[str, float] = field(default_factory=dict)
     rejects: float = 0.0
+    calendar_wakes: dict[str, float] = field(default_factory=dict)  # outcome -> wakes recorded
+    calendar_sync_age: dict[str, float] = field(default_factory=dict)  # claw -> s since its last sync
 
 
 @dataclass
@@ -127,6 +129,20 @@ def _register_observed(provider: MeterProvider, observed: Observed) -> None:
     def rejects(_: CallbackOptions) -> Iterable[Observation]:
         return [Observation(observed.rejects)]
 
+    def calendar_wakes(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"outcome": o}) for o, v in observed.calendar_wakes.items()]
+
+    def calendar_sync_age(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"claw": c}) for c, v in observed.calendar_sync_age.items()]
+
+    meter.create_observable_counter(
+        "agentledger_calendar_wakes", [calendar_wakes],
+        description="Due slots decided, by outcome: woken or skipped (calendar_wakes)",
+    )
+    meter.create_observable_gauge(
+        "agentledger_calendar_sync_age_seconds", [calendar_sync_age],
+        description="Seconds since each claw's last successful calendar sync",
+    )
     meter.create_observable_gauge(
         "agentledger_agent_heartbeat_timestamp_seconds", [heartbeats],
         description="Unix time of each agent's last heartbeat (JetStream time)",

@@ -131,3 +131,24 @@ def test_the_session_file_template_knows_only_agent_id_and_names_the_setting(tmp
 def test_an_empty_session_file_means_unset() -> None:
     assert load(env={}).dispatch_session_file is None
     assert load(env={"AGENTLEDGER_DISPATCH_SESSION_FILE": ""}).dispatch_session_file is None
+
+
+def test_calendar_settings_default_to_the_seed_intervals_and_the_host_as_claw() -> None:
+    s = load(env={})
+    assert (s.calendar_url, s.calendar_sync_interval_s, s.calendar_check_interval_s,
+            s.calendar_heartbeat_interval_s, s.calendar_timezone) == (None, 300.0, 30.0, 60.0, "UTC")
+    assert s.claw_identifier and all(c.isalnum() or c in "-_" for c in s.claw_identifier)
+
+
+def test_a_bad_calendar_zone_or_claw_identifier_is_named() -> None:
+    with pytest.raises(SettingsError, match="AGENTLEDGER_CALENDAR_TIMEZONE.*Mars/Olympus"):
+        load(env={"AGENTLEDGER_CALENDAR_TIMEZONE": "Mars/Olympus"})
+    with pytest.raises(SettingsError, match=r"claw_identifier.*\[A-Za-z0-9_-\]"):
+        load(env={"AGENTLEDGER_CLAW_IDENTIFIER": "claw.one"})
+
+
+def test_up_runs_the_scheduler_only_when_a_calendar_url_is_set() -> None:
+    from services.up import default_services
+
+    assert "scheduler" not in default_services(load(env={}))
+    assert "scheduler" in default_services(load(env={"AGENTLEDGER_CALENDAR_URL": "http://127.0.0.1:8080"}))

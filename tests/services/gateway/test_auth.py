@@ -137,3 +137,12 @@ def test_a_gateway_beyond_loopback_without_credentials_refuses_to_start() -> Non
         auth.check_listen(Settings(http_host="0.0.0.0"))
     auth.check_listen(Settings(http_host="0.0.0.0", admin_token=ADMIN_TOKEN))
     auth.check_listen(Settings(http_host="127.0.0.1"))
+
+
+async def test_the_calendar_backend_routes_follow_the_same_rules(http: Client, home: Path) -> None:
+    me = bearer(home, "agent:architect")
+    r = await http.post("/calendar/agent/status", json={"agent_id": "coo", "status": "busy"}, headers=me)
+    assert r.status == 403 and "only its own status" in (await r.json())["error"]["message"]
+    assert (await http.post("/calendar/agent/status", json={"agent_id": "coo", "status": "busy"})).status == 401
+    r = await http.post("/api/calendar/slots", json={"agent_id": "architect", "scheduled_at": "09:00"}, headers=me)
+    assert r.status == 403 and "admin only" in (await r.json())["error"]["message"]
