@@ -28,6 +28,19 @@ def encode(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
+def encode_checked(event: Event) -> bytes:
+    """Encode, then decode as every reader will: a Struct built in Python is not validated, so
+    `AgentHeartbeat(round="3")` would otherwise reach the stream and be rejected by every reader.
+    Raises ValidationError naming the field path."""
+    data = _encoder.encode(event)
+    cls = type(event)
+    try:
+        _decoder(cls).decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise validation_error(exc, cls=cls) from None
+    return data
+
+
 @cache
 def _decoder(cls: type[Event]) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(cls)
