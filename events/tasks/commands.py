@@ -6,11 +6,12 @@ Commands refuse unknown fields (the edge catches typos); the task id travels bes
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
 from events.core.bounds import ExitCode, Instant
+from events.core.streams import positions, stream_name
 from events.tasks.model import (
     Content,
     Count,
@@ -185,3 +186,13 @@ VERBS: dict[str, type] = {
     "reopen": Reopen, "comment": Comment, "add_output": AddOutput, "count_round": CountRound,
     "start_attempt": StartAttempt, "finish_attempt": FinishAttempt,
 }
+
+
+def written_position(verb: str, reply: dict[str, Any]) -> dict[str, int]:
+    """`{stream: seq}` a read must include to see what the command `verb` answered with `reply`
+    (`{"seq", "events": [{"subject", "seq", ...}]}`); an idempotent repeat writes nothing, and
+    its aggregate's last seq is the position then."""
+    written = positions((e["subject"], e["seq"]) for e in reply.get("events") or ())
+    if not written and reply.get("seq"):
+        written = {stream_name("mail" if verb.endswith("_mail") else "tasks"): reply["seq"]}
+    return written

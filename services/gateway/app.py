@@ -96,7 +96,8 @@ def create_app(settings: Settings) -> web.Application:
 
 async def serve(settings: Settings, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Run the HTTP server until cancelled, then close connections cleanly."""
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    # aiohttp's keep-alive timer also runs while a request's headers are still arriving
+    runner = web.AppRunner(create_app(settings), access_log=None, keepalive_timeout=settings.http_idle_timeout_s)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.http_host, settings.http_port)

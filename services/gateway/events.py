@@ -12,6 +12,7 @@ from aiohttp import web
 
 from events.core.client import Outgoing, PublishError, prepare_json
 from events.core.errors import ValidationError
+from events.core.streams import position_text, positions
 from services.gateway.body import field, json_body, json_response, no_unknown, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import EVENTS, SETTINGS
@@ -71,4 +72,5 @@ async def post_events(request: web.Request) -> web.Response:
             503, "unavailable", f"{exc}; {len(stored)} of {len(outgoing)} were stored "
             "(retry with msg_id to avoid duplicates)", accepted=len(stored), seqs=exc.seqs,
         ) from exc
-    return json_response({"accepted": len(seqs), "seqs": seqs})
+    after = position_text(positions(zip((o.subject for o in outgoing), seqs, strict=True)))
+    return json_response({"accepted": len(seqs), "seqs": seqs, "after": after})
