@@ -10,6 +10,7 @@ Requests (JSON objects, field `op`):
 - `{"op": "rejects", "projection"?: P, "limit"?: N}`             rows of `_rejects`
 - `{"op": "snapshot", "projection": P}`                          write the snapshot now
 - `{"op": "swap", "projection": P, "path": F}`                   adopt a rebuilt file, live
+- `{"op": "wait", "projection": P, "after": {STREAM: SEQ}}`      answer once P has applied it
 
 `sql`, `query` and `rejects` (with a projection) take `"after": {"TASKS": 42}`: the answer waits,
 bounded by the query timeout, until the projection has applied that stream position, so a read
@@ -40,7 +41,7 @@ ErrorCode = Literal["bad_request", "not_found", "timeout", "unavailable", "inter
 
 
 class QueryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    op: Literal["sql", "query", "health", "rejects", "snapshot", "swap"]
+    op: Literal["sql", "query", "health", "rejects", "snapshot", "swap", "wait"]
     projection: str | None = None
     sql: str | None = None
     name: str | None = None
@@ -160,6 +161,10 @@ class QueryClient:
         reply = await self.request({"op": "rejects", "projection": projection, "limit": limit,
                                     "after": after or {}, "params": {"offset": offset}})
         return msgspec.convert(reply, Rows, strict=False)
+
+    async def wait(self, projection: str, after: dict[str, int]) -> dict[str, Any]:
+        """Once `projection` has applied `after` (a write's position); QueryError timeout if not."""
+        return await self.request({"op": "wait", "projection": projection, "after": after})
 
     async def snapshot(self, projection: str) -> dict[str, Any]:
         return await self.request({"op": "snapshot", "projection": projection})

@@ -167,7 +167,7 @@ class Responder:
             await self.nc.publish(msg.reply, data)
 
     async def answer(self, req: QueryRequest) -> dict[str, Any]:
-        if req.after and req.op in ("sql", "query", "rejects"):
+        if req.after and req.op in ("sql", "query", "rejects", "wait"):
             if not req.projection:
                 raise QueryError("bad_request", f"op {req.op} with after needs a projection")
             await self.host.wait_for(req.projection, req.after, self.timeout_s)
@@ -191,6 +191,9 @@ class Responder:
                 return await self._select(store, sql, req.params, req.limit)
             case "rejects":
                 return await self._rejects(req)
+            case "wait":
+                self._store(req)
+                return {"projection": req.projection, "after": req.after}
             case "snapshot":
                 self._store(req)
                 path = await self.host.snapshot(req.projection)  # type: ignore[arg-type]
