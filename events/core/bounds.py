@@ -4,8 +4,8 @@ Every event and command field is declared with one of these, so the SDK, the HTT
 and the projector's decoder refuse the same values with the same field path, and no stored value
 can break an apply: integers fit the DuckDB column they land in (INTEGER unless said otherwise),
 floats are finite (a JSON `1e400` decodes to inf), datetimes carry a zone (naive and aware ones
-cannot be compared), strings have a length limit, and ids and labels refuse control characters
-and lone surrogates (which cannot be encoded as UTF-8 and so cannot be stored at all).
+cannot be compared), strings have a length limit, and ids and labels refuse control characters.
+Lone surrogates need no pattern: no JSON decoder here (msgspec, orjson) lets one through.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 FLOAT_MAX = 1e15
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"  # the subject grammar's aggregate id (events.core.subjects)
-# one line of printable text (names, labels, models): no C0/C1 controls, no lone surrogates
-_LABEL = r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]*$"
-# free text: tab and line breaks are fine, other controls and lone surrogates are not
-_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]*$"
+# one line of printable text (names, labels, models): no C0/C1 controls
+_LABEL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+# free text: tab and line breaks are fine, other controls are not
+_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 def integer(ge: int = 0, le: int = INT32_MAX) -> Any:

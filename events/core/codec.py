@@ -32,8 +32,12 @@ def encode_checked(event: Event) -> bytes:
     """Encode, then decode as every reader will: a Struct built in Python is not validated, so
     `AgentHeartbeat(round="3")` would otherwise reach the stream and be rejected by every reader.
     Raises ValidationError naming the field path."""
-    data = _encoder.encode(event)
     cls = type(event)
+    try:
+        data = _encoder.encode(event)
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"a string of {cls.__name__} cannot be encoded as UTF-8: {exc.reason}",
+                              field="$") from None
     try:
         _decoder(cls).decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:

@@ -11,13 +11,13 @@ from services.gateway.keys import QUERIES
 
 
 async def list_agents(request: web.Request) -> web.Response:
-    rows = await request.app[QUERIES].query("agents", "list", after_param(request))
+    rows = await request.app[QUERIES].query("agents", "list", after_param(request, "agents"))
     return json_response({"agents": rows.records()})
 
 
 async def get_agent(request: web.Request) -> web.Response:
     agent_id = check_id(request.match_info["id"], "id")
-    rows = await request.app[QUERIES].query("agents", "get", after_param(request), id=agent_id)
+    rows = await request.app[QUERIES].query("agents", "get", after_param(request, "agents"), id=agent_id)
     if not rows.rows:
         raise HttpError(404, "not_found", f"agent {agent_id} is not known: no registration or heartbeat seen")
     return json_response(rows.records()[0])

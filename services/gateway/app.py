@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 
 from events.core.client import EventClient
 from projections.runtime.protocol import QueryClient
-from services.gateway import admin, agents, events, health, mail, queries, tasks
+from services.gateway import admin, agents, events, health, mail, openapi, queries, tasks
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.proxy import handler as proxy
@@ -34,6 +34,7 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/health", health.get_health),
         web.get("/metrics", health.get_metrics),
+        web.get("/api/openapi.json", openapi.get_openapi),
         web.post("/api/events", events.post_events),
         web.get("/api/agents", agents.list_agents),
         web.get("/api/agents/{id}", agents.get_agent),

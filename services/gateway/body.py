@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from events.core.errors import ValidationError
+from projections import catalog
 from projections.runtime.protocol import parse_after
 from services.gateway.errors import HttpError
 from services.gateway.keys import SETTINGS
@@ -46,9 +47,25 @@ def _too_deep(value: Any) -> bool:
     return True
 
 
-def after_param(request: web.Request) -> dict[str, int] | None:
-    """`?after=TASKS:42`: the stream position the read must include (what a write answered)."""
-    return parse_after(request.query.get("after")) or None
+def after_param(request: web.Request, projection: str | None) -> dict[str, int] | None:
+    """`?after=TASKS:42`: the stream position the read of `projection` must include (what a
+    write answered); a stream the projection does not read is refused here, naming `after`."""
+    return after_for(parse_after(request.query.get("after")), projection, "after")
+
+
+def after_for(after: dict[str, int], projection: str | None, field: str) -> dict[str, int] | None:
+    if not after:
+        return None
+    if projection is None:
+        raise ValidationError(f"{field} needs a projection to wait for", field=field)
+    try:
+        reads = [stream for stream, _ in catalog.get(projection).SOURCES]
+    except catalog.UnknownProjection:
+        return after  # the projector answers not_found, naming the projections it has
+    if unknown := sorted(set(after) - set(reads)):
+        raise ValidationError(f"projection {projection} does not read {', '.join(unknown)}; it reads "
+                              f"{', '.join(reads)}", field=field)
+    return after
 
 
 def require_object(value: Any, where: str = "$") -> dict[str, Any]:

@@ -23,7 +23,7 @@ async def read_mail(request: web.Request) -> web.Response:
 
 async def get_inbox(request: web.Request) -> web.Response:
     agent_id = check_id(request.match_info["id"], "id")
-    rows = await request.app[QUERIES].query("tasks", "inbox", after_param(request), agent=agent_id)
+    rows = await request.app[QUERIES].query("tasks", "inbox", after_param(request, "tasks"), agent=agent_id)
     messages = rows.records()
     unread = messages[0]["unread"] if messages else 0
     unanswered = messages[0]["unanswered"] if messages else 0

@@ -10,6 +10,7 @@ from events.core.errors import ValidationError
 from projections.runtime.protocol import parse_after
 from projections.runtime.responder import REJECTS_PAGE_MAX
 from services.gateway.body import (
+    after_for,
     after_param,
     field,
     json_body,
@@ -28,7 +29,7 @@ async def post_sql(request: web.Request) -> web.Response:
     limit = field(body, "limit", int, required=False)
     if limit is not None and limit < 1:
         raise ValidationError("limit must be >= 1", field="$.limit")
-    after = parse_after(field(body, "after", str, required=False), "$.after") or None
+    after = after_for(parse_after(field(body, "after", str, required=False), "$.after"), projection, "$.after")
     rows = await request.app[QUERIES].sql(projection, sql, limit, after)
     return json_response({"columns": rows.columns, "rows": rows.rows, "truncated": rows.truncated})
 
@@ -37,7 +38,7 @@ async def get_rejects(request: web.Request) -> web.Response:
     projection = request.query.get("projection") or None
     limit = _int_param(request, "limit", 100, 1, REJECTS_PAGE_MAX)
     offset = _int_param(request, "offset", 0, 0, 2**62)
-    rows = await request.app[QUERIES].rejects(projection, limit, after_param(request), offset=offset)
+    rows = await request.app[QUERIES].rejects(projection, limit, after_param(request, projection), offset=offset)
     out: dict[str, Any] = {"rejects": rows.records(), "truncated": rows.truncated}
     if rows.truncated:
         out["next_offset"] = offset + limit

@@ -105,3 +105,11 @@ async def test_rejects_come_in_pages_with_their_payloads_cut(
 async def _full(answer: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
     body = await answer
     return body if len(body["rejects"]) == 2 and body["truncated"] else None
+
+
+@pytest.mark.parametrize("path", ["/api/agents?after=TASKS:1", "/api/tasks?after=AGENTS:x",
+                                  "/api/rejects?after=AGENTS:1"])
+async def test_an_after_the_read_cannot_wait_for_is_a_422_naming_it(http: Client, path: str) -> None:
+    r = await http.get(path)
+    body = await r.json()
+    assert r.status == 422 and body["error"]["code"] == "validation" and body["error"]["field"] == "after"
