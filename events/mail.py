@@ -19,12 +19,12 @@ from typing import ClassVar, Literal, NamedTuple, assert_never
 import msgspec
 from msgspec.structs import replace
 
-from events.core.bounds import Id, label, text
+from events.core.bounds import Id, text
 from events.core.policy import Writers, writers
 from events.core.registry import Event
 
 Performative = Literal["inform", "request"]
-Subject = label(500)
+Subject = text(500)
 Body = text(100_000)
 
 

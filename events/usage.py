@@ -22,7 +22,8 @@ from events.core.registry import Event
 # per request, summed into BIGINT buckets: 2^32 requests at the limit before a bucket overflows
 Tokens = integer()
 Millis = number(le=1e10)  # about 115 days
-Cost = number(le=1e6)  # per request; summed in micro-units, exactly
+COST_MAX = 1e6
+Cost = number(le=COST_MAX)  # per request; summed in micro-units, exactly
 RequestId = label(128)
 Attempt = integer(ge=1, le=1000)
 ErrorKind = Literal["timeout", "connect", "upstream", "stream_broken", "client_gone"]

@@ -91,12 +91,12 @@ def _out_of_range(t: Any) -> list[Any]:
     match t:
         case mi.IntType():
             low, high = _low_high(t)
-            return [high + 1, low - 1, 2**63, -(2**63) - 1]
+            return [high + 1, low - 1, 2**63, -(2**63) - 1, "5"]
         case mi.FloatType():
             return [INF, _low_high(t)[1] * 10, -1e300]
         case mi.StrType():
-            bad = ["a\x00b", "\x1b[31m"] if t.pattern else []
-            return bad + (["x" * (t.max_length + 1)] if t.max_length and t.max_length < 5000 else [])
+            bad: list[Any] = ["a\x00b", "\x1b[31m", 5] if t.pattern else [5]
+            return bad + (["x" * (t.max_length + 1)] if t.max_length and t.max_length <= 100_000 else [])
         case mi.LiteralType():
             return ["not-a-choice"]
         case mi.DateTimeType():

@@ -4,7 +4,8 @@ Every event and command field is declared with one of these, so the SDK, the HTT
 and the projector's decoder refuse the same values with the same field path, and no stored value
 can break an apply: integers fit the DuckDB column they land in (INTEGER unless said otherwise),
 floats are finite (a JSON `1e400` decodes to inf), datetimes carry a zone (naive and aware ones
-cannot be compared), strings have a length limit, and ids and labels refuse control characters.
+cannot be compared), strings have a length limit, and ids and labels refuse control characters
+(free text keeps them: an agent's stderr has colour codes, and DuckDB stores any character).
 Lone surrogates need no pattern: no JSON decoder here (msgspec, orjson) lets one through.
 """
 
@@ -21,8 +22,6 @@ FLOAT_MAX = 1e15
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"  # the subject grammar's aggregate id (events.core.subjects)
 # one line of printable text (names, labels, models): no C0/C1 controls
 _LABEL = r"^[^\x00-\x1f\x7f-\x9f]*$"
-# free text: tab and line breaks are fine, other controls are not
-_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 def integer(ge: int = 0, le: int = INT32_MAX) -> Any:
@@ -42,7 +41,8 @@ def label(max_length: int = 200, min_length: int = 0) -> Any:
 
 
 def text(max_length: int = 2000, min_length: int = 0) -> Any:
-    return Annotated[str, msgspec.Meta(min_length=min_length, max_length=max_length, pattern=_TEXT)]
+    """Free text (notes, errors, an agent's stderr): any character DuckDB stores, so only a length."""
+    return Annotated[str, msgspec.Meta(min_length=min_length, max_length=max_length)]
 
 
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]

@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal, NamedTuple
 
 import msgspec
 
-from events.core.bounds import Count, ExitCode, Id, Instant, integer, label, text
+from events.core.bounds import Count, ExitCode, Id, Instant, integer, text
 from events.core.policy import Writers, writers
 from events.core.registry import Event
 
@@ -23,7 +23,7 @@ TaskType = Literal["fix", "regular", "creative"]
 Priority = Literal["P0", "P1", "P2"]
 OutputType = Literal["code", "document", "data", "config", "other"]
 FailureKind = Literal["system", "business"]
-Title = label(500, min_length=1)
+Title = text(500, min_length=1)  # a fix title quotes an error, line breaks and all
 Text = text(20_000)
 Content = text(512 * 1024)
 Rounds = integer(ge=1)

@@ -33,8 +33,8 @@ def _unbounded(t: mi.Type, path: str, seen: set[type]) -> list[str]:
             ok = (t.ge is not None or t.gt is not None) and (t.le is not None or t.lt is not None)
             return [] if ok else [f"{path}: float without both bounds"]
         case mi.StrType():
-            ok = (t.max_length is not None or t.pattern and "{1," in t.pattern) and t.pattern
-            return [] if ok else [f"{path}: str without max_length and pattern"]
+            ok = t.max_length is not None or t.pattern is not None and "{1," in t.pattern
+            return [] if ok else [f"{path}: str without max_length"]
         case mi.DateTimeType():
             return [] if t.tz else [f"{path}: datetime without tz=True"]
         case mi.ListType() | mi.SetType() | mi.FrozenSetType() | mi.VarTupleType():
