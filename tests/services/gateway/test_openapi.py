@@ -49,10 +49,11 @@ async def test_the_document_describes_every_api_route(
 async def up(tmp_path: Path) -> AsyncIterator[str]:
     """`agentledger up` as a person runs it; yields the gateway's base URL."""
     http_port = free_port()
+    log = (tmp_path / "up.log").open("wb")  # a file, not a pipe: a full pipe would stall the gateway
     proc = await asyncio.create_subprocess_exec(
         script(), "up", "--home", str(tmp_path / "home"), "--nats-port", str(free_port()),
         "--http-port", str(http_port), env=clean_env(), cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, stderr=log,
     )
     base = f"http://127.0.0.1:{http_port}"
     try:
@@ -62,6 +63,7 @@ async def up(tmp_path: Path) -> AsyncIterator[str]:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
             await asyncio.wait_for(proc.wait(), 60)
+        log.close()
 
 
 async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(up: str, tmp_path: Path) -> None:
