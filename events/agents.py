@@ -15,19 +15,19 @@ Invariants:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal, NamedTuple, assert_never
+from typing import ClassVar, Literal, NamedTuple, assert_never
 
 import msgspec
 from msgspec.structs import force_setattr, replace
 
+from events.core.bounds import Count, Instant, Label, Text, integer
 from events.core.policy import Writers, writers
 from events.core.registry import Event
 
 Status = Literal["idle", "busy", "offline", "exhausted"]
 AgentClass = Literal["high_frequency", "dev", "business"]
-Text = Annotated[str, msgspec.Meta(max_length=2000)]
-Seconds = Annotated[int, msgspec.Meta(gt=0)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
+Seconds = integer(ge=1)
+Limit = integer(ge=1)
 
 
 class ClassDefaults(NamedTuple):
@@ -58,10 +58,10 @@ class AgentEvent(Event, frozen=True, kw_only=True):
 
 class AgentRegistered(AgentEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "registered"
-    display_name: Text | None = None
+    display_name: Label | None = None
     agent_class: AgentClass = msgspec.field(default="dev", name="class")
-    claw_id: Text | None = None
-    concurrency_limit: Annotated[int, msgspec.Meta(ge=1)] = 1
+    claw_id: Label | None = None
+    concurrency_limit: Limit = 1
     heartbeat_interval_s: Seconds | None = None
     stall_warning_s: Seconds | None = None
     recovery_s: Seconds | None = None
@@ -79,10 +79,10 @@ class AgentUpdated(AgentEvent, frozen=True, kw_only=True):
     """Only the fields given change; None means "leave as it is"."""
 
     name: ClassVar[str] = "updated"
-    display_name: Text | None = None
+    display_name: Label | None = None
     agent_class: AgentClass | None = msgspec.field(default=None, name="class")
-    claw_id: Text | None = None
-    concurrency_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    claw_id: Label | None = None
+    concurrency_limit: Limit | None = None
     heartbeat_interval_s: Seconds | None = None
     stall_warning_s: Seconds | None = None
     recovery_s: Seconds | None = None
@@ -93,7 +93,7 @@ class AgentUpdated(AgentEvent, frozen=True, kw_only=True):
 class AgentHeartbeat(AgentEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "heartbeat"
     status: Status
-    current_task: Text | None = None
+    current_task: Label | None = None
     round: Count | None = None
     note: Text | None = None
 
@@ -110,9 +110,9 @@ class AgentCooldownStarted(AgentEvent, frozen=True, kw_only=True):
 
     name: ClassVar[str] = "cooldown_started"
     writers: ClassVar[Writers] = writers("dispatcher", "admin")
-    until: datetime
+    until: Instant
     reason: Text
-    task_id: Text | None = None
+    task_id: Label | None = None
 
 
 class AgentCooldownEnded(AgentEvent, frozen=True, kw_only=True):
@@ -127,8 +127,8 @@ class AgentWoken(AgentEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "woken"
     writers: ClassVar[Writers] = writers("dispatcher", "watchdog", "scheduler", "admin")
     via: Literal["command", "nats", "webhook"]
-    task_id: Text | None = None
-    session_id: Text | None = None
+    task_id: Label | None = None
+    session_id: Label | None = None
     continuation: Count = 0
     reason: Text | None = None
 
@@ -156,17 +156,17 @@ class ReportHeartbeat(msgspec.Struct, frozen=True, kw_only=True):
 
 class ChangeStatus(msgspec.Struct, frozen=True, kw_only=True):
     status: Status
-    reason: str | None = None
+    reason: Text | None = None
 
 
 class StartCooldown(msgspec.Struct, frozen=True, kw_only=True):
-    until: datetime
-    reason: str
-    task_id: str | None = None
+    until: Instant
+    reason: Text
+    task_id: Label | None = None
 
 
 class EndCooldown(msgspec.Struct, frozen=True, kw_only=True):
-    reason: str | None = None
+    reason: Text | None = None
 
 
 class RecordWake(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal, NamedTuple, assert_never
+from typing import ClassVar, Literal, NamedTuple, assert_never
 
 import msgspec
 from msgspec.structs import replace
 
+from events.core.bounds import Id, text
 from events.core.policy import Writers, writers
 from events.core.registry import Event
 
 Performative = Literal["inform", "request"]
-Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
-Subject = Annotated[str, msgspec.Meta(max_length=500)]
-Body = Annotated[str, msgspec.Meta(max_length=100_000)]
+Subject = text(500)
+Body = text(100_000)
 
 
 # --- events ---------------------------------------------------------------------------------

@@ -13,16 +13,19 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
-import msgspec
-
+from events.core.bounds import HttpStatus, Label, Text, integer, label, number
 from events.core.policy import Writers, writers
 from events.core.registry import Event
 
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Millis = Annotated[float, msgspec.Meta(ge=0)]
-Text = Annotated[str, msgspec.Meta(max_length=2000)]
+# per request, summed into BIGINT buckets: 2^32 requests at the limit before a bucket overflows
+Tokens = integer()
+Millis = number(le=1e10)  # about 115 days
+COST_MAX = 1e6
+Cost = number(le=COST_MAX)  # per request; summed in micro-units, exactly
+RequestId = label(128)
+Attempt = integer(ge=1, le=1000)
 ErrorKind = Literal["timeout", "connect", "upstream", "stream_broken", "client_gone"]
 
 
@@ -34,20 +37,20 @@ class UsageEvent(Event, frozen=True, kw_only=True):
 
 class UsageCompleted(UsageEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "completed"
-    model: Annotated[str, msgspec.Meta(max_length=200)]
-    native_model: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    model: Label
+    native_model: Label | None = None
     endpoint: Literal["chat/completions", "completions", "embeddings", "other"] = "chat/completions"
-    status: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
-    prompt_tokens: Count = 0
-    completion_tokens: Count = 0
-    cost: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    status: HttpStatus | None = None
+    prompt_tokens: Tokens = 0
+    completion_tokens: Tokens = 0
+    cost: Cost = 0.0
     latency_ms: Millis = 0.0
     ttft_ms: Millis | None = None  # streams only: time to the first byte of the body
     stream: bool = False
     emergency: bool = False
     pool: Literal["primary", "fallback"] = "primary"
-    request_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
-    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
+    request_id: RequestId | None = None
+    attempt: Attempt = 1
     error: ErrorKind | None = None
     error_detail: Text | None = None
 

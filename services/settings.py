@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     request_timeout_s: PositiveF = 5.0
     max_body_bytes: Positive = 1024 * 1024
     max_events_per_request: Positive = 1000
+    # an idle keep-alive connection, or one whose request headers (or body) stop arriving, is
+    # closed after this long, so half-sent requests cannot hold connections open forever
+    http_idle_timeout_s: PositiveF = 15.0
     log_level: str = "INFO"
     # dispatcher: how agents are woken (off: not at all), the wake command template with
     # {agent_id} {task_id} {message} {session_id}, or the webhook; agent runs and 429 cooldowns
@@ -142,14 +145,15 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def gateway_key_ok(self, key: str) -> bool:
         """Constant-time check of a client key against the configured hashes (the key is always
         hashed here: a client presenting a stored hash does not pass)."""
-        digest = HASHED + hashlib.sha256(key.encode()).hexdigest()
+        digest = HASHED + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
         return any([hmac.compare_digest(digest, h) for h in self.gateway_keys])  # noqa: C419 - compare all
 
     def admin_token_ok(self, token: str) -> bool:
         """False when no admin token is configured: the admin API is disabled, never open."""
         if not self.admin_token:
             return False
-        return hmac.compare_digest(token.encode(), self.admin_token.encode())
+        # surrogateescape: aiohttp hands undecodable header bytes over as lone surrogates
+        return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self.admin_token.encode())
 
     def load_keyring(self) -> Keyring | None:
         """The keyring from keyring_file or keyring (None when neither is set)."""

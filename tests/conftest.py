@@ -17,7 +17,7 @@ from events.core.client import EventClient
 from events.core.streams import ensure_streams
 from services.runtime.natsd import EmbeddedNats, free_port
 
-ACCOUNTS = 300
+ACCOUNTS = 500
 
 
 def _accounts_conf() -> str:

@@ -60,3 +60,24 @@ async def raw_pub(nats_url: str, subject: str, payload: bytes) -> None:
     await nc.publish(subject, payload)
     await nc.flush()
     await nc.close()
+
+
+async def wait_healthy(proc: asyncio.subprocess.Process, base_url: str) -> None:
+    """Until `<base_url>/health` answers 200; fails at once if the process `proc` exits."""
+    import aiohttp
+
+    from tests.polling import eventually
+
+    async with aiohttp.ClientSession() as http:
+
+        async def healthy() -> bool:
+            if proc.returncode is not None:
+                stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
+                raise AssertionError(f"exited with {proc.returncode}: {stderr}")
+            try:
+                async with http.get(f"{base_url}/health") as r:
+                    return r.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await eventually(healthy, timeout=90, what=f"GET {base_url}/health answers 200")

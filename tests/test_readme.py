@@ -58,7 +58,7 @@ async def test_the_sdk_example_publishes_a_heartbeat(
     assert re.fullmatch(r"stored at seq \d+\n", proc.stdout)
 
 
-async def test_the_task_manager_example_runs_as_written(
+async def test_the_task_manager_example_prints_the_tree_and_runs_again(
     client: EventClient, nats_url: str, tmp_path: Path
 ) -> None:
     settings = Settings(nats_url=nats_url, home=str(tmp_path / "home"), batch_ms=20)
@@ -68,7 +68,10 @@ async def test_the_task_manager_example_runs_as_written(
             code = example("TaskManager(")
             code = code.replace("from task_manager import TaskManager\n", "")
             code = code.replace('tm = TaskManager(dsn="postgresql://...")\n', "")
-            proc = await run_example(code, nats_url, tmp_path)
+            first = await run_example(code, nats_url, tmp_path)
+            again = await run_example(code, nats_url, tmp_path)  # create is idempotent for the same fields
     finally:
         await nc.close()
-    assert proc.stdout.startswith("[")  # the task tree, a list
+    for proc in (first, again):
+        assert proc.stdout.startswith("[") and "'id': 'TC-FLOW-001'" in proc.stdout, proc.stdout
+    assert "'status': 'review'" in again.stdout

@@ -15,10 +15,12 @@ be a claw syncing from itself, and its copy must never be mistaken for the origi
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
+from events.core.bounds import INT64_MAX
 from events.core.policy import Writers, writers
 from events.core.registry import Event
 
@@ -26,7 +28,7 @@ Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Short = Annotated[str, msgspec.Meta(max_length=200)]
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 SlotKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Day = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+Day = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", max_length=10)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 SlotStatus = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Channel = Literal["command", "nats", "webhook"]
@@ -47,7 +49,7 @@ class Slot(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A slot as the seed's backend sends it; `scheduled_at` is `HH:MM[:SS]` on the schedule's
     date or an ISO date-time. `estimated_duration` is in minutes."""
 
-    id: int | None = None
+    id: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] | None = None
     virtual_id: Short | None = None
     slot_type: Short = "work"
     estimated_duration: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 60)] = 0
@@ -55,7 +57,7 @@ class Slot(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     status: SlotStatus = "not_started"
     priority: Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)] = 0
     event_type: Short | None = None
-    event_data: dict[str, Any] | None = None
+    event_data: Annotated[dict[Short, Any], msgspec.Meta(max_length=200)] | None = None
 
     @property
     def key(self) -> str:
@@ -80,15 +82,15 @@ class ScheduleSynced(CalendarEvent, frozen=True, kw_only=True):
     full: bool
     token: Token
     date: Day | None = None
-    schedules: dict[str, list[Slot]] | None = None
-    changes: Annotated[int, msgspec.Meta(ge=0)] = 0
+    schedules: Annotated[dict[Id, Annotated[list[Slot], msgspec.Meta(max_length=1000)]], msgspec.Meta(max_length=1000)] | None = None
+    changes: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = 0
 
 
 class SyncFailed(CalendarEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "sync_failed"
     error: Text
-    status: int | None = None
-    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
+    status: Annotated[int, msgspec.Meta(ge=0, le=999)] | None = None
+    attempt: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)] = 1
 
 
 class Resynced(CalendarEvent, frozen=True, kw_only=True):
@@ -112,7 +114,7 @@ class SlotUpdated(CalendarEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "slot_updated"
     claw: Id
     slot_id: SlotKey
-    patch: dict[str, Any]
+    patch: Annotated[dict[Short, Any], msgspec.Meta(max_length=50)]
 
 
 class SlotRemoved(CalendarEvent, frozen=True, kw_only=True):
@@ -124,28 +126,43 @@ class SlotRemoved(CalendarEvent, frozen=True, kw_only=True):
 # --- due slots and their one outcome ------------------------------------------------------
 
 
-class SlotDue(CalendarEvent, frozen=True, kw_only=True):
+DueAt = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", max_length=20)]
+
+
+class _DueChecked(msgspec.Struct, frozen=True, kw_only=True):
+    """`due_at` is a real instant (the read model keys wakes by it), not only the right shape."""
+
+    due_at: DueAt
+
+    def __post_init__(self) -> None:
+        try:
+            datetime.fromisoformat(self.due_at)
+        except ValueError:
+            raise ValueError(f"due_at {self.due_at!r} is not a real instant - at `$.due_at`") from None
+
+
+class SlotDue(_DueChecked, CalendarEvent, frozen=True, kw_only=True):
     """Recorded before the wake, so a crash between the two leaves a due slot without an
     outcome, which the restarted scheduler handles again."""
 
     name: ClassVar[str] = "slot_due"
     slot_id: SlotKey
-    due_at: Short
-    priority: int = 0
+    due_at: DueAt
+    priority: Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)] = 0
 
 
-class WakeSent(CalendarEvent, frozen=True, kw_only=True):
+class WakeSent(_DueChecked, CalendarEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "wake_sent"
     slot_id: SlotKey
-    due_at: Short
+    due_at: DueAt
     channel: Channel
     session: Text
 
 
-class WakeSkipped(CalendarEvent, frozen=True, kw_only=True):
+class WakeSkipped(_DueChecked, CalendarEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "wake_skipped"
     slot_id: SlotKey
-    due_at: Short
+    due_at: DueAt
     reason: SkipReason
     detail: Text = ""
 
@@ -154,9 +171,9 @@ class StatusForwarded(CalendarEvent, frozen=True, kw_only=True):
     """A status report (`report_seq`) passed on to the claw's backend, which answered `status`."""
 
     name: ClassVar[str] = "status_forwarded"
-    report_seq: Annotated[int, msgspec.Meta(ge=1)]
+    report_seq: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
     ok: bool
-    http_status: int | None = None
+    http_status: Annotated[int, msgspec.Meta(ge=0, le=999)] | None = None
     error: Text = ""
 
 
@@ -195,7 +212,7 @@ class SlotCreated(BackendEvent, frozen=True, kw_only=True):
 class SlotChanged(BackendEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "slot_changed"
     slot_id: SlotKey
-    patch: dict[str, Any]
+    patch: Annotated[dict[Short, Any], msgspec.Meta(max_length=50)]
 
 
 class SlotDeleted(BackendEvent, frozen=True, kw_only=True):

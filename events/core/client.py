@@ -63,7 +63,7 @@ def prepare(
     headers: dict[str, str] | None = None,
 ) -> Outgoing:
     subject = build(event.domain, aggregate_id, event.name)
-    return Outgoing(subject, codec.encode(event), _headers(headers, msg_id))
+    return Outgoing(subject, codec.encode_checked(event), _headers(headers, msg_id))
 
 
 def prepare_json(

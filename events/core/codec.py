@@ -28,6 +28,23 @@ def encode(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
+def encode_checked(event: Event) -> bytes:
+    """Encode, then decode as every reader will: a Struct built in Python is not validated, so
+    `AgentHeartbeat(round="3")` would otherwise reach the stream and be rejected by every reader.
+    Raises ValidationError naming the field path."""
+    cls = type(event)
+    try:
+        data = _encoder.encode(event)
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"a string of {cls.__name__} cannot be encoded as UTF-8: {exc.reason}",
+                              field="$") from None
+    try:
+        _decoder(cls).decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise validation_error(exc, cls=cls) from None
+    return data
+
+
 @cache
 def _decoder(cls: type[Event]) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(cls)

@@ -8,6 +8,7 @@ as one batch.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -40,6 +41,20 @@ STREAMS: dict[str, StreamSpec] = {
 
 def stream_name(domain: str) -> str:
     return STREAMS[domain].name
+
+
+def positions(written: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """`{stream: highest seq}` of `(subject, seq)` writes: what a read must wait for to see them."""
+    out: dict[str, int] = {}
+    for subject, seq in written:
+        stream = stream_name(subject.split(".", 1)[0])
+        out[stream] = max(out.get(stream, 0), seq)
+    return out
+
+
+def position_text(position: dict[str, int]) -> str:
+    """`TASKS:42,MAIL:7`, the form queries take as `after=`."""
+    return ",".join(f"{s}:{q}" for s, q in sorted(position.items()))
 
 
 def stream_config(

@@ -11,20 +11,24 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from events.core.bounds import Count, HttpStatus, Instant, Label, integer, label, number, text
 from events.core.keyring import TOKEN_PATTERN
 from events.core.policy import Writers, writers
 from events.core.registry import Event
 
 Pool = Literal["primary", "fallback"]
 Probe = Literal["healthy", "degraded", "down"]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Text = Annotated[str, msgspec.Meta(max_length=2000)]
-Url = Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$", max_length=2000)]
+Name = label(200, min_length=1)
+Text = text(2000)
+Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s\x00-\x1f\x7f]+$", max_length=2000)]
 EncryptedKey = Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN, max_length=8192)]
-Rpm = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
-Timeout = Annotated[float, msgspec.Meta(gt=0, le=3600)]
-PerToken = Annotated[float, msgspec.Meta(ge=0)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
+Rpm = integer(ge=1, le=1_000_000)
+Timeout = number(gt=0, le=3600)
+PerToken = number(le=1000)
+Seconds = number(le=1e9)
+Consecutive = integer(ge=1)
+Millis = number(le=1e10)
+Headers = Annotated[dict[label(100), Text], msgspec.Meta(max_length=100)]
 
 
 class Cost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -39,7 +43,7 @@ class ModelMapping(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     cost: Cost = Cost()
 
 
-Mappings = dict[Name, ModelMapping]
+Mappings = Annotated[dict[Name, ModelMapping], msgspec.Meta(max_length=10_000)]
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -93,24 +97,24 @@ class KeyRotated(ProviderEvent, frozen=True, kw_only=True):
 
 class RateLimited(ProviderEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "rate_limited"
-    status: Annotated[int, msgspec.Meta(ge=100, le=599)] = 429
-    model: Text | None = None
-    retry_after_s: Annotated[float, msgspec.Meta(ge=0)] | None = None  # None: header absent
-    headers: dict[str, Text] = msgspec.field(default_factory=dict)  # summary, see HEADER_SUMMARY
+    status: HttpStatus = 429
+    model: Label | None = None
+    retry_after_s: Seconds | None = None  # None: header absent
+    headers: Headers = msgspec.field(default_factory=dict)  # summary, see HEADER_SUMMARY
     consecutive: Count | None = None  # n after this 429, as decided; None from raw publishers
 
 
 class CooldownStarted(ProviderEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "cooldown_started"
-    until: datetime
-    length_s: Annotated[float, msgspec.Meta(ge=0)]
+    until: Instant
+    length_s: Seconds
     reason: Literal["retry_after", "backoff"] = "backoff"
-    consecutive: Annotated[int, msgspec.Meta(ge=1)] = 1
+    consecutive: Consecutive = 1
 
 
 class CooldownEnded(ProviderEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "cooldown_ended"
-    until: datetime | None = None  # the end it records: a stale end cannot close a newer cooldown
+    until: Instant | None = None  # the end it records: a stale end cannot close a newer cooldown
     reason: Literal["expired"] = "expired"
 
 
@@ -118,15 +122,15 @@ class Recovered(ProviderEvent, frozen=True, kw_only=True):
     """A success after 429s: the backoff starts again from 30 s."""
 
     name: ClassVar[str] = "recovered"
-    status: Annotated[int, msgspec.Meta(ge=100, le=599)] = 200
+    status: HttpStatus = 200
 
 
 class ProbeChanged(ProviderEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "probe_changed"
     state: Probe
     previous: Probe | None = None
-    status: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
-    latency_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    status: HttpStatus | None = None
+    latency_ms: Millis | None = None
     error: Text | None = None
 
 
@@ -155,31 +159,31 @@ class Update(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Delete(msgspec.Struct, frozen=True, kw_only=True):
-    reason: str | None = None
+    reason: Text | None = None
 
 
 class RotateKey(msgspec.Struct, frozen=True, kw_only=True):
-    api_key: str  # an encrypted token, never the plaintext
+    api_key: EncryptedKey  # never the plaintext
     reason: Literal["rotation", "replaced"] = "rotation"
 
 
 class ObserveRateLimit(msgspec.Struct, frozen=True, kw_only=True):
     """An upstream answered 429: `headers` as received (any case); `now` comes to decide."""
 
-    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
-    status: int = 429
-    model: str | None = None
+    headers: Annotated[Mapping[Label, Text], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=dict)
+    status: HttpStatus = 429
+    model: Label | None = None
 
 
 class ObserveSuccess(msgspec.Struct, frozen=True, kw_only=True):
-    status: int = 200
+    status: HttpStatus = 200
 
 
 class ObserveProbe(msgspec.Struct, frozen=True, kw_only=True):
     state: Probe
-    status: int | None = None
-    latency_ms: float | None = None
-    error: str | None = None
+    status: HttpStatus | None = None
+    latency_ms: Millis | None = None
+    error: Text | None = None
 
 
 ProviderCommand = (

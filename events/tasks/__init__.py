@@ -28,6 +28,7 @@ from events.tasks.commands import (
     TaskCommand,
     Unblock,
     Void,
+    written_position,
 )
 from events.tasks.decide import (
     BLOCKABLE,
@@ -227,4 +228,5 @@ __all__ = [
     "order_key",
     "refusal",
     "round_warning_at",
+    "written_position",
 ]

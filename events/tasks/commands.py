@@ -6,16 +6,20 @@ Commands refuse unknown fields (the edge catches typos); the task id travels bes
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
+from events.core.bounds import ExitCode, Instant
+from events.core.streams import positions, stream_name
 from events.tasks.model import (
     Content,
     Count,
     FailureKind,
     Id,
+    Ids,
+    Millis,
+    Outcome,
     OutputType,
     Percent,
     Priority,
@@ -39,12 +43,12 @@ class Create(Command, frozen=True, kw_only=True):
     type: TaskType = "regular"
     priority: Priority = "P1"
     parent_id: Id | None = None
-    depends_on: list[Id] = msgspec.field(default_factory=list)
+    depends_on: Ids = msgspec.field(default_factory=list)
     must_haves: Text = ""
     success_criteria: Text = ""
     assignee: Id | None = None
     max_rounds: Rounds | None = None
-    not_before: datetime | None = None
+    not_before: Instant | None = None
     by: Id | None = None
 
 
@@ -85,16 +89,19 @@ class FixSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     success_criteria: Text = ""
 
 
+Fixes = Annotated[list[FixSpec], msgspec.Meta(max_length=100)]
+
+
 class Fail(Command, frozen=True, kw_only=True):
     error: Text
     kind: FailureKind = "system"
     agent_id: Id | None = None
     # business errors: the fix subtasks; none given -> one fix named after the error
-    fixes: list[FixSpec] = msgspec.field(default_factory=list)
+    fixes: Fixes = msgspec.field(default_factory=list)
 
 
 class RequestFixes(Command, frozen=True, kw_only=True):
-    fixes: Annotated[list[FixSpec], msgspec.Meta(min_length=1)]
+    fixes: Annotated[list[FixSpec], msgspec.Meta(min_length=1, max_length=100)]
     by: Id | None = None
 
 
@@ -155,11 +162,11 @@ class StartAttempt(Command, frozen=True, kw_only=True):
 
 class FinishAttempt(Command, frozen=True, kw_only=True):
     agent_id: Id
-    outcome: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,40}$")]
-    exit_code: int | None = None
+    outcome: Outcome
+    exit_code: ExitCode | None = None
     transport: Text | None = None
     fallback_reason: Text | None = None
-    duration_ms: Count | None = None
+    duration_ms: Millis | None = None
     task_status_at_exit: Text | None = None
     error: Text | None = None
 
@@ -179,3 +186,13 @@ VERBS: dict[str, type] = {
     "reopen": Reopen, "comment": Comment, "add_output": AddOutput, "count_round": CountRound,
     "start_attempt": StartAttempt, "finish_attempt": FinishAttempt,
 }
+
+
+def written_position(verb: str, reply: dict[str, Any]) -> dict[str, int]:
+    """`{stream: seq}` a read must include to see what the command `verb` answered with `reply`
+    (`{"seq", "events": [{"subject", "seq", ...}]}`); an idempotent repeat writes nothing, and
+    its aggregate's last seq is the position then."""
+    written = positions((e["subject"], e["seq"]) for e in reply.get("events") or ())
+    if not written and reply.get("seq"):
+        written = {stream_name("mail" if verb.endswith("_mail") else "tasks"): reply["seq"]}
+    return written

@@ -226,9 +226,18 @@ def _held_by(state: Task, agent: str, *allowed: str) -> None:
         raise NotClaimer(f"task {state.id} is claimed by {state.claimed_by}, not {agent}")
 
 
+_CREATE_FIELDS = (
+    "project", "title", "description", "type", "priority", "parent_id", "must_haves",
+    "success_criteria", "assignee", "max_rounds", "not_before",
+)
+
+
 def _create(cmd: Create, state: Task, view: TaskView) -> list[Emitted]:
     if state.created:
-        raise AlreadyExists(f"task {state.id} already exists")
+        same = all(getattr(cmd, f) == getattr(state, f) for f in _CREATE_FIELDS)
+        if same and tuple(dict.fromkeys(cmd.depends_on)) == state.depends_on:
+            return []  # the same task again: a script that is run twice goes on
+        raise AlreadyExists(f"task {state.id} already exists with other fields")
     level, root = 1, None
     if cmd.parent_id is not None:
         parent = view.get(cmd.parent_id)

@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal, NamedTuple
 
 import msgspec
 
+from events.core.bounds import Count, ExitCode, Id, Instant, integer, text
 from events.core.policy import Writers, writers
 from events.core.registry import Event
 
@@ -22,14 +23,15 @@ TaskType = Literal["fix", "regular", "creative"]
 Priority = Literal["P0", "P1", "P2"]
 OutputType = Literal["code", "document", "data", "config", "other"]
 FailureKind = Literal["system", "business"]
-# the subject grammar's aggregate id (events.core.subjects): ids that cannot break routing
-Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-Text = Annotated[str, msgspec.Meta(max_length=20_000)]
-Content = Annotated[str, msgspec.Meta(max_length=512 * 1024)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Rounds = Annotated[int, msgspec.Meta(ge=1)]
-Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Title = text(500, min_length=1)  # a fix title quotes an error, line breaks and all
+Text = text(20_000)
+Content = text(512 * 1024)
+Rounds = integer(ge=1)
+Percent = integer(le=100)
+Level = integer(ge=1, le=2)
+Ids = Annotated[list[Id], msgspec.Meta(max_length=1000)]
+Outcome = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,40}$")]
+Millis = integer(le=2**63 - 1)  # BIGINT
 
 MAX_ATTEMPTS = 5  # the fifth failure escalates to requires_manual
 ROOT_CAUSE_AT = 3  # the third failure asks an analyst agent for the root cause
@@ -67,14 +69,14 @@ class TaskCreated(TaskEvent, frozen=True, kw_only=True):
     type: TaskType = "regular"
     priority: Priority = "P1"
     parent_id: Id | None = None
-    level: Annotated[int, msgspec.Meta(ge=1, le=2)] = 1
+    level: Level = 1
     root_id: Id | None = None
-    depends_on: list[Id] = msgspec.field(default_factory=list)
+    depends_on: Ids = msgspec.field(default_factory=list)
     must_haves: Text = ""
     success_criteria: Text = ""
     assignee: Id | None = None
     max_rounds: Rounds | None = None
-    not_before: datetime | None = None
+    not_before: Instant | None = None
     by: Id | None = None
 
 
@@ -125,7 +127,7 @@ class TaskRetryScheduled(TaskEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "retry_scheduled"
     failures: Count
     delay_s: Count
-    not_before: datetime
+    not_before: Instant
 
 
 class TaskEscalated(TaskEvent, frozen=True, kw_only=True):
@@ -137,7 +139,7 @@ class TaskFixRequested(TaskEvent, frozen=True, kw_only=True):
     """The parent waits in `fix_pending` for these subtasks (created in the same batch)."""
 
     name: ClassVar[str] = "fix_requested"
-    fix_ids: list[Id]
+    fix_ids: Ids
 
 
 class TaskRootCauseRequested(TaskEvent, frozen=True, kw_only=True):
@@ -221,12 +223,12 @@ class TaskAttemptStarted(TaskEvent, frozen=True, kw_only=True):
 class TaskAttemptFinished(TaskEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "attempt_finished"
     agent_id: Id
-    outcome: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,40}$")]
+    outcome: Outcome
     attempt: Count = 0
-    exit_code: int | None = None
+    exit_code: ExitCode | None = None
     transport: Text | None = None
     fallback_reason: Text | None = None
-    duration_ms: Count | None = None
+    duration_ms: Millis | None = None
     task_status_at_exit: Text | None = None
     error: Text | None = None
 

@@ -25,7 +25,9 @@ completion_tokens, cost, latency_ms, ttft_ms, stream, emergency.
 
 `usage_hourly` / `usage_daily`, one row per (hour | day, backend_id, model, pool): requests,
 errors, prompt_tokens, completion_tokens, cost, latency_ms_sum, ttft_ms_sum, ttft_count, emergency
-(requests sent as emergency passthrough). Averages are sums / counts; p95 latency is computed by
+(requests sent as emergency passthrough). Costs are DECIMAL(38, 6) and the latency sums
+DECIMAL(38, 3), summed as integer micro-units, so live apply and a rebuild give byte-identical
+tables whatever the batch boundaries (DOUBLE sums depend on the order of additions). Averages are sums / counts; p95 latency is computed by
 the named queries from `usage_requests` (exact, `quantile_cont`), so the aggregates stay additive.
 
 `provider_noops`: events `evolve` left without effect, with the reason.
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -61,6 +64,7 @@ SOURCES: list[tuple[str, list[str]]] = [
 
 _TS = pa.timestamp("us", tz="UTC")
 _S, _I, _B, _F, _BOOL = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
+_COST, _MS = pa.decimal128(38, 6), pa.decimal128(38, 3)
 _BACKENDS = pa.schema([
     ("id", _S), ("name", _S), ("label", _S), ("api_base_url", _S), ("key_id", _S), ("pool", _S),
     ("enabled", _BOOL), ("rpm_limit", _I), ("timeout_seconds", _F), ("model_mappings", _S),
@@ -74,13 +78,13 @@ _COOLDOWNS = pa.schema([
 ])
 _REQUESTS = pa.schema([
     ("seq", _B), ("at", _TS), ("backend_id", _S), ("model", _S), ("pool", _S), ("status", _I),
-    ("error", _BOOL), ("prompt_tokens", _B), ("completion_tokens", _B), ("cost", _F),
+    ("error", _BOOL), ("prompt_tokens", _B), ("completion_tokens", _B), ("cost", _COST),
     ("latency_ms", _F), ("ttft_ms", _F), ("stream", _BOOL), ("emergency", _BOOL),
 ])
 _AGG = pa.schema([
     ("bucket", _TS), ("backend_id", _S), ("model", _S), ("pool", _S), ("requests", _B), ("errors", _B),
-    ("prompt_tokens", _B), ("completion_tokens", _B), ("cost", _F), ("latency_ms_sum", _F),
-    ("ttft_ms_sum", _F), ("ttft_count", _B), ("emergency", _B),
+    ("prompt_tokens", _B), ("completion_tokens", _B), ("cost", _COST), ("latency_ms_sum", _MS),
+    ("ttft_ms_sum", _MS), ("ttft_count", _B), ("emergency", _B),
 ])
 _NOOPS = pa.schema([("seq", _B), ("backend_id", _S), ("event", _S), ("reason", _S), ("at", _TS)])
 _STATE_FIELDS = [n for n in _BACKENDS.names if n not in ("key_id", "model_mappings", "last_seq")]
@@ -171,28 +175,36 @@ def _apply_usage(con: duckdb.DuckDBPyConnection, batch: list[tuple[Meta, UsageCo
     daily: dict[tuple[datetime, str, str, str], list[Any]] = {}
     for meta, e in batch:
         bid = meta.subject.split(".")[1]
+        cost = round(e.cost * 1_000_000)
         requests.append((meta.seq, meta.at, bid, e.model, e.pool, e.status, e.is_error, e.prompt_tokens,
-                         e.completion_tokens, e.cost, e.latency_ms, e.ttft_ms, e.stream, e.emergency))
+                         e.completion_tokens, _fixed(cost, 6), e.latency_ms, e.ttft_ms, e.stream,
+                         e.emergency))
         hour = meta.at.replace(minute=0, second=0, microsecond=0)
         day = datetime(hour.year, hour.month, hour.day, tzinfo=UTC)
         for buckets, start in ((hourly, hour), (daily, day)):
-            agg = buckets.setdefault((start, bid, e.model, e.pool), [0, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0])
+            agg = buckets.setdefault((start, bid, e.model, e.pool), [0, 0, 0, 0, 0, 0, 0, 0, 0])
             agg[0] += 1
             agg[1] += e.is_error
             agg[2] += e.prompt_tokens
             agg[3] += e.completion_tokens
-            agg[4] += e.cost
-            agg[5] += e.latency_ms
+            agg[4] += cost
+            agg[5] += round(e.latency_ms * 1000)
             if e.ttft_ms is not None:
-                agg[6] += e.ttft_ms
+                agg[6] += round(e.ttft_ms * 1000)
                 agg[7] += 1
             agg[8] += e.emergency
     execute_with(con, "_usage_batch", from_rows(requests, _REQUESTS),
                  "INSERT OR REPLACE INTO usage_requests SELECT * FROM _usage_batch")
     for table, buckets in (("usage_hourly", hourly), ("usage_daily", daily)):
         execute_with(
-            con, "_agg_batch", from_rows([[*k, *v] for k, v in buckets.items()], _AGG),
+            con, "_agg_batch", from_rows([[*k, *v[:4], _fixed(v[4], 6), _fixed(v[5], 3), _fixed(v[6], 3),
+                                          *v[7:]] for k, v in buckets.items()], _AGG),
             f"INSERT INTO {table} SELECT * FROM _agg_batch ON CONFLICT DO UPDATE SET "
             + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _AGG.names[4:]),
         )
 
+
+
+def _fixed(units: int, scale: int) -> Decimal:
+    """An integer count of 10^-scale units as the DECIMAL it stands for, exactly."""
+    return Decimal(units).scaleb(-scale)

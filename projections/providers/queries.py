@@ -25,15 +25,16 @@ DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS usage_requests (
         seq BIGINT PRIMARY KEY, "at" TIMESTAMPTZ NOT NULL, backend_id VARCHAR NOT NULL,
         model VARCHAR NOT NULL, pool VARCHAR NOT NULL, status INTEGER, error BOOLEAN NOT NULL,
-        prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cost DOUBLE NOT NULL,
+        prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cost DECIMAL(38, 6) NOT NULL,
         latency_ms DOUBLE NOT NULL, ttft_ms DOUBLE, stream BOOLEAN NOT NULL, emergency BOOLEAN NOT NULL
     )""",
     *(
         f"""CREATE TABLE IF NOT EXISTS {table} (
         {bucket} TIMESTAMPTZ NOT NULL, backend_id VARCHAR NOT NULL, model VARCHAR NOT NULL,
         pool VARCHAR NOT NULL, requests BIGINT NOT NULL, errors BIGINT NOT NULL,
-        prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cost DOUBLE NOT NULL,
-        latency_ms_sum DOUBLE NOT NULL, ttft_ms_sum DOUBLE NOT NULL, ttft_count BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cost DECIMAL(38, 6) NOT NULL,
+        latency_ms_sum DECIMAL(38, 3) NOT NULL, ttft_ms_sum DECIMAL(38, 3) NOT NULL,
+        ttft_count BIGINT NOT NULL,
         emergency BIGINT NOT NULL,
         PRIMARY KEY ({bucket}, backend_id, model, pool)
     )"""
@@ -54,9 +55,9 @@ def _buckets(table: str, bucket: str, where: str, window: str) -> str:
         FROM usage_requests WHERE "at" >= {window} GROUP BY ALL
     )
     SELECT u."{bucket}", u.backend_id, u.model, u.pool, u.requests, u.errors, u.prompt_tokens,
-           u.completion_tokens, u.prompt_tokens + u.completion_tokens AS total_tokens, u.cost,
-           u.latency_ms_sum / u.requests AS avg_latency_ms, p.p95_latency_ms,
-           CASE WHEN u.ttft_count > 0 THEN u.ttft_ms_sum / u.ttft_count END AS avg_ttft_ms,
+           u.completion_tokens, u.prompt_tokens + u.completion_tokens AS total_tokens, u.cost::DOUBLE AS cost,
+           u.latency_ms_sum::DOUBLE / u.requests AS avg_latency_ms, p.p95_latency_ms,
+           CASE WHEN u.ttft_count > 0 THEN u.ttft_ms_sum::DOUBLE / u.ttft_count END AS avg_ttft_ms,
            u.emergency
     FROM {table} u LEFT JOIN p USING ("{bucket}", backend_id, model, pool)
     WHERE u."{bucket}" >= {window} {where}
@@ -71,8 +72,8 @@ QUERIES: dict[str, str] = {
                coalesce(sum(prompt_tokens + completion_tokens), 0)::BIGINT AS total_tokens,
                coalesce(sum(prompt_tokens), 0)::BIGINT AS total_prompt_tokens,
                coalesce(sum(completion_tokens), 0)::BIGINT AS total_completion_tokens,
-               coalesce(sum(cost), 0.0) AS total_cost,
-               sum(latency_ms_sum) / nullif(sum(requests), 0) AS avg_latency_ms,
+               coalesce(sum(cost), 0)::DOUBLE AS total_cost,
+               sum(latency_ms_sum)::DOUBLE / nullif(sum(requests), 0) AS avg_latency_ms,
                (SELECT quantile_cont(latency_ms, 0.95) FROM usage_requests) AS p95_latency_ms,
                coalesce(sum(emergency), 0)::BIGINT AS total_emergency
         FROM usage_daily""",

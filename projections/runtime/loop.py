@@ -140,6 +140,15 @@ class Runtime:
         self.events = 0
         self.committed = 0
         self.running = False
+        self.advanced = anyio.Event()  # set (and replaced) after every commit and at the end
+
+    def applied(self, after: dict[str, int]) -> bool:
+        """Whether every `{stream: seq}` of `after` is in the read model (rejects count too)."""
+        return all(self.checkpoints.get(stream, 0) >= seq for stream, seq in after.items())
+
+    def _advance(self) -> None:
+        self.advanced.set()
+        self.advanced = anyio.Event()
 
     # -- health ----------------------------------------------------------------------------
 
@@ -188,6 +197,7 @@ class Runtime:
                 await self._loop()
             finally:
                 self.running = False
+                self._advance()
             tg.cancel_scope.cancel()
         return dict(self.checkpoints)
 
@@ -231,6 +241,7 @@ class Runtime:
                 log.info("projection %s recovered at seq %d after %d attempts", self.name, last, attempt + 1)
             self.healthy, self.error = True, None
             self.checkpoints.update(batch.checkpoints)
+            self._advance()
             self.committed += batch.count
             self.events += batch.count
             self.last_batch_at = datetime.now(UTC)

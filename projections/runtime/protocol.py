@@ -10,6 +10,11 @@ Requests (JSON objects, field `op`):
 - `{"op": "rejects", "projection"?: P, "limit"?: N}`             rows of `_rejects`
 - `{"op": "snapshot", "projection": P}`                          write the snapshot now
 - `{"op": "swap", "projection": P, "path": F}`                   adopt a rebuilt file, live
+- `{"op": "wait", "projection": P, "after": {STREAM: SEQ}}`      answer once P has applied it
+
+`sql`, `query` and `rejects` (with a projection) take `"after": {"TASKS": 42}`: the answer waits,
+bounded by the query timeout, until the projection has applied that stream position, so a read
+right after a write sees the write (`timeout` when it does not get there).
 
 Replies: `{"ok": true, "columns": [...], "rows": [[...]], "truncated": bool}` for row answers,
 `{"ok": true, ...}` for the others, `{"ok": false, "error": {"code": C, "message": M}}` on error,
@@ -20,26 +25,46 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from events.core.bounds import INT64_MAX
+from events.core.errors import ValidationError
 from events.core.subjects import query as query_subject
 
+Seq = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 ErrorCode = Literal["bad_request", "forbidden", "not_found", "timeout", "unavailable", "internal"]
 
 
 class QueryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    op: Literal["sql", "query", "health", "rejects", "snapshot", "swap"]
+    op: Literal["sql", "query", "health", "rejects", "snapshot", "swap", "wait"]
     projection: str | None = None
     sql: str | None = None
     name: str | None = None
     params: dict[str, Any] = {}
     limit: int | None = None
     path: str | None = None
+    after: Annotated[dict[str, Seq], msgspec.Meta(max_length=16)] = {}
+
+
+def parse_after(text: str | None, field: str = "after") -> dict[str, int]:
+    """`TASKS:42` or `TASKS:42,MAIL:7` (the positions writes answer with) as `{stream: seq}`."""
+    out: dict[str, int] = {}
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        stream, _, seq = part.partition(":")
+        if not stream or not seq.isdigit() or not 0 <= int(seq) <= INT64_MAX or len(out) >= 16:
+            raise ValidationError(
+                f"{field} must be <stream>:<seq>[,<stream>:<seq>...] (at most 16), e.g. TASKS:42; got {text!r}",
+                field=field,
+            )
+        out[stream] = max(out.get(stream, 0), int(seq))
+    return out
 
 
 class QueryError(Exception):
@@ -121,20 +146,32 @@ class QueryClient:
             raise QueryError(err.get("code", "internal"), err.get("message", "projector error"))
         return reply
 
-    async def sql(self, projection: str, sql: str, limit: int | None = None) -> Rows:
-        reply = await self.request({"op": "sql", "projection": projection, "sql": sql, "limit": limit})
-        return msgspec.convert(reply, Rows, from_attributes=False, strict=False)
+    async def sql(
+        self, projection: str, sql: str, limit: int | None = None, after: dict[str, int] | None = None
+    ) -> Rows:
+        req = {"op": "sql", "projection": projection, "sql": sql, "limit": limit, "after": after or {}}
+        return msgspec.convert(await self.request(req), Rows, from_attributes=False, strict=False)
 
-    async def query(self, projection: str, name: str, **params: Any) -> Rows:
-        reply = await self.request({"op": "query", "projection": projection, "name": name, "params": params})
-        return msgspec.convert(reply, Rows, strict=False)
+    async def query(
+        self, projection: str, name: str, after: dict[str, int] | None = None, **params: Any
+    ) -> Rows:
+        req = {"op": "query", "projection": projection, "name": name, "params": params, "after": after or {}}
+        return msgspec.convert(await self.request(req), Rows, strict=False)
 
     async def health(self, timeout: float | None = None) -> dict[str, Any]:
         return (await self.request({"op": "health"}, timeout))["projections"]
 
-    async def rejects(self, projection: str | None = None, limit: int = 100) -> Rows:
-        reply = await self.request({"op": "rejects", "projection": projection, "limit": limit})
+    async def rejects(
+        self, projection: str | None = None, limit: int = 100, after: dict[str, int] | None = None,
+        offset: int = 0,
+    ) -> Rows:
+        reply = await self.request({"op": "rejects", "projection": projection, "limit": limit,
+                                    "after": after or {}, "params": {"offset": offset}})
         return msgspec.convert(reply, Rows, strict=False)
+
+    async def wait(self, projection: str, after: dict[str, int]) -> dict[str, Any]:
+        """Once `projection` has applied `after` (a write's position); QueryError timeout if not."""
+        return await self.request({"op": "wait", "projection": projection, "after": after})
 
     async def snapshot(self, projection: str) -> dict[str, Any]:
         return await self.request({"op": "snapshot", "projection": projection})

@@ -37,6 +37,9 @@ from projections.runtime.store import Store
 
 log = logging.getLogger(__name__)
 
+REJECT_PAYLOAD_BYTES = 2048  # per row in a rejects answer, so a page of them fits a NATS message
+REJECTS_PAGE_MAX = 200
+
 _USER_ERRORS = (
     duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
     duckdb.InvalidInputException, duckdb.ConversionException, duckdb.OutOfRangeException,
@@ -61,6 +64,9 @@ class Host(Protocol):
 
     async def readable(self, name: str) -> Path:
         """A read-only snapshot of `name`, recent enough for ad-hoc SQL."""
+
+    async def wait_for(self, name: str, after: dict[str, int], timeout_s: float) -> None:
+        """Return once projection `name` has applied `after`; QueryError timeout otherwise."""
 
 
 def run_select(
@@ -158,6 +164,10 @@ class Responder:
             await self.nc.publish(msg.reply, data)
 
     async def answer(self, req: QueryRequest) -> dict[str, Any]:
+        if req.after and req.op in ("sql", "query", "rejects", "wait"):
+            if not req.projection:
+                raise QueryError("bad_request", f"op {req.op} with after needs a projection")
+            await self.host.wait_for(req.projection, req.after, self.timeout_s)
         match req.op:
             case "health":
                 return {"projections": self.host.health()}
@@ -178,6 +188,9 @@ class Responder:
                 return await self._select(store, sql, req.params, req.limit)
             case "rejects":
                 return await self._rejects(req)
+            case "wait":
+                self._store(req)
+                return {"projection": req.projection, "after": req.after}
             case "snapshot":
                 self._store(req)
                 path = await self.host.snapshot(req.projection)  # type: ignore[arg-type]
@@ -211,16 +224,23 @@ class Responder:
         )
 
     async def _rejects(self, req: QueryRequest) -> dict[str, Any]:
+        """Newest first, a page of at most REJECTS_PAGE_MAX rows from `offset`, each payload cut
+        to REJECT_PAYLOAD_BYTES (`payload_bytes` is its full size): many large rejects would
+        otherwise make an answer no NATS message can carry."""
         names = [req.projection] if req.projection else self.host.names()
-        n = self._limit(req.limit)
+        n = min(self._limit(req.limit), REJECTS_PAGE_MAX)
+        offset = int(req.params.get("offset") or 0)
+        if offset < 0:
+            raise QueryError("bad_request", "offset must be at least 0")
         out: dict[str, Any] = {"columns": [], "rows": [], "truncated": False}
         for name in names:
             _, store = self.host.projection(name)
             sql = (
-                "SELECT $projection AS projection, stream, seq, subject, error, payload, \"at\" "
-                "FROM _rejects ORDER BY stream, seq DESC"
+                "SELECT $projection AS projection, stream, seq, subject, error, "
+                f"payload[1:{REJECT_PAYLOAD_BYTES}] AS payload, octet_length(payload) AS payload_bytes, "
+                "\"at\" FROM _rejects ORDER BY \"at\" DESC, stream, seq DESC OFFSET $offset"
             )
-            part = await self._select(store, sql, {"projection": name}, n)
+            part = await self._select(store, sql, {"projection": name, "offset": offset}, n)
             out["columns"] = part["columns"]
             out["rows"].extend(part["rows"])
             out["truncated"] = out["truncated"] or part["truncated"]

@@ -182,17 +182,15 @@ def _apply_tasks(con: duckdb.DuckDBPyConnection, batch: list[tuple[Meta, Event]]
             continue
         match event:
             case TaskAttemptStarted():
-                attempts.setdefault((tid, state.attempts), {}).update(
-                    agent_id=event.agent_id, session_id=event.session_id,
-                    continuation=event.continuation, started_at=meta.at,
-                )
+                _merge(attempts.setdefault((tid, state.attempts), {}),
+                       agent_id=event.agent_id, session_id=event.session_id,
+                       continuation=event.continuation, started_at=meta.at)
             case TaskAttemptFinished():
-                attempts.setdefault((tid, event.attempt or state.attempts), {}).update(
-                    agent_id=event.agent_id, finished_at=meta.at, outcome=event.outcome,
-                    exit_code=event.exit_code, transport=event.transport,
-                    fallback_reason=event.fallback_reason, duration_ms=event.duration_ms,
-                    task_status_at_exit=event.task_status_at_exit, error=event.error,
-                )
+                _merge(attempts.setdefault((tid, event.attempt or state.attempts), {}),
+                       agent_id=event.agent_id, finished_at=meta.at, outcome=event.outcome,
+                       exit_code=event.exit_code, transport=event.transport,
+                       fallback_reason=event.fallback_reason, duration_ms=event.duration_ms,
+                       task_status_at_exit=event.task_status_at_exit, error=event.error)
             case TaskOutputAdded():
                 outputs.append((meta.seq, tid, event.agent_id, event.type, event.title, event.content,
                                 event.content_path, event.summary, meta.at))
@@ -243,6 +241,12 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, verb: str
     target = ", ".join(f'"{n}"' for n in names)
     execute_with(con, f"_{table}_batch", rows,
                  f"{verb} INTO {table} ({target}) SELECT {_cols(rows.schema)} FROM _{table}_batch")
+
+
+def _merge(row: dict[str, Any], **values: Any) -> None:
+    """What `_upsert_attempts` does across batches, inside one: a None leaves the value as it is,
+    so live apply and a rebuild agree whatever the batch boundaries."""
+    row.update({k: v for k, v in values.items() if v is not None})
 
 
 def _upsert_attempts(con: duckdb.DuckDBPyConnection, attempts: dict[tuple[str, int], dict[str, Any]]) -> None:

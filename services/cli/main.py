@@ -95,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--projection", default="agents", help="projection to query (default agents)")
     c.add_argument("--limit", type=int, default=None, help="row limit (default: the projector's)")
     c.add_argument("--json", action="store_true", help="print a JSON array of objects")
+    c.add_argument("--after", metavar="POSITION", help=read.AFTER_HELP)
 
     c = command("rebuild", rebuild.rebuild, "rebuild a projection from seq 1 and swap it in")
     c.add_argument("projection")
@@ -114,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--projection", default=None)
     c.add_argument("--limit", type=int, default=100)
     c.add_argument("--json", action="store_true")
+    c.add_argument("--after", metavar="POSITION", help=read.AFTER_HELP)
 
     tasks.add_parsers(sub, common)
     keys.add_parsers(sub, common)
@@ -182,6 +184,8 @@ def expected(exc: BaseException) -> int | None:
         return EXIT_INTERRUPTED
     if isinstance(first, (SettingsError, ValidationError, run.UsageError, UnknownProjection)):
         return EXIT_USAGE
+    if isinstance(first, QueryError) and first.code == "bad_request":
+        return EXIT_USAGE  # refused SQL, a bad limit or position: the input is wrong
     if isinstance(first, (EventError, QueryError, NatsServerError, OSError)):
         return EXIT_FAILED
     if isinstance(first, (ServiceStopped, ProjectorError, ListenError, CredentialsError, HomeBusy)):

@@ -23,9 +23,19 @@ async def queries(settings: Settings) -> AsyncIterator[Any]:
         await nc.close()
 
 
+AFTER_HELP = "a stream position a write printed (TASKS:42): wait until the read includes it"
+
+
+def after_option(text: str | None) -> dict[str, int] | None:
+    """`--after TASKS:42`, the position a write printed: the read waits until it is applied."""
+    from projections.runtime.protocol import parse_after
+
+    return parse_after(text, "--after") or None
+
+
 async def sql(args: argparse.Namespace, settings: Settings) -> int:
     async with queries(settings) as q:
-        rows = await q.sql(args.projection, args.sql, args.limit)
+        rows = await q.sql(args.projection, args.sql, args.limit, after_option(args.after))
     _rows(args, rows.columns, rows.rows)
     if rows.truncated:
         show.note(f"(truncated at {len(rows.rows)} rows; pass --limit to change)")
@@ -34,7 +44,7 @@ async def sql(args: argparse.Namespace, settings: Settings) -> int:
 
 async def rejects(args: argparse.Namespace, settings: Settings) -> int:
     async with queries(settings) as q:
-        rows = await q.rejects(args.projection, args.limit)
+        rows = await q.rejects(args.projection, args.limit, after_option(args.after))
     _rows(args, rows.columns, rows.rows)
     return 0
 

@@ -21,8 +21,10 @@ import nats.errors
 
 from events import mail, tasks
 from events.core.errors import EventError, ValidationError
+from events.core.streams import position_text
 from events.core.subjects import command
 from services.cli import output as show
+from services.cli.read import AFTER_HELP, after_option
 from services.runtime.connection import connect_once
 from services.settings import Settings
 
@@ -69,6 +71,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 def _reader(verbs: Any, common: argparse.ArgumentParser, name: str, fn: Any, help: str) -> argparse.ArgumentParser:
     c = verbs.add_parser(name, parents=[common], help=help, description=help)
     c.add_argument("--json", action="store_true", help="print JSON")
+    c.add_argument("--after", metavar="POSITION", help=AFTER_HELP)
     c.set_defaults(run=fn)
     return c
 
@@ -133,22 +136,39 @@ async def send(args: argparse.Namespace, settings: Settings) -> int:
         if err.get("code") == "invalid":
             raise ValidationError(err.get("message", "invalid"), field=err.get("field"))
         raise CommandRefused(f"{err.get('code')}: {err.get('message')}")
+    position = tasks.written_position(args.cmd_verb, reply)
+    reply["after"] = position_text(position)
+    await _applied(settings, position)
     if args.json:
         show.line(json.dumps(reply, ensure_ascii=False, default=str))
         return 0
     state = reply.get("task") or reply.get("message") or {}
     events = ", ".join(e["event"] for e in reply["events"]) or "nothing to do"
     status = f" is {state['status']}" if "status" in state else ""
-    show.line(f"{state.get('id', args.id)}{status} ({events}; seq {reply['seq']})")
+    show.line(f"{state.get('id', args.id)}{status} ({events}; seq {reply['seq']}, after {reply['after']})")
     return 0
 
 
-async def _query(settings: Settings, name: str, **params: Any) -> Any:
+async def _applied(settings: Settings, position: dict[str, int]) -> None:
+    """Wait (bounded) until the projector has the write, so the next command reads it; the write
+    is done either way, so a projector that is down or behind is a note, not a failure."""
+    from projections.runtime.protocol import QueryClient, QueryError
+
+    if not position:
+        return
+    async with _nats(settings) as nc:
+        try:
+            await QueryClient(nc, settings.projector_name, settings.query_timeout_s + 1.0).wait(PROJECTION, position)
+        except QueryError as exc:
+            show.note(f"written, but not yet readable: {exc.message}")
+
+
+async def _query(settings: Settings, name: str, after: str | None, **params: Any) -> Any:
     from projections.runtime.protocol import QueryClient
 
     async with _nats(settings) as nc:
         return await QueryClient(nc, settings.projector_name, settings.query_timeout_s + 1.0).query(
-            PROJECTION, name, **params)
+            PROJECTION, name, after_option(after), **params)
 
 
 def _print(args: argparse.Namespace, rows: Any, columns: list[str] | None = None) -> None:
@@ -162,7 +182,7 @@ def _print(args: argparse.Namespace, rows: Any, columns: list[str] | None = None
 
 
 async def list_tasks(args: argparse.Namespace, settings: Settings) -> int:
-    rows = await _query(settings, "list", status=args.status, agent=args.agent, project=args.project)
+    rows = await _query(settings, "list", args.after, status=args.status, agent=args.agent, project=args.project)
     _print(args, rows, _TASK_COLUMNS)
     return 0
 
@@ -170,16 +190,16 @@ async def list_tasks(args: argparse.Namespace, settings: Settings) -> int:
 async def actionable(args: argparse.Namespace, settings: Settings) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValidationError("limit must be at least 1", field="--limit")
-    rows = await _query(settings, "actionable", agent=args.agent, limit=args.limit)
+    rows = await _query(settings, "actionable", args.after, agent=args.agent, limit=args.limit)
     _print(args, rows, _TASK_COLUMNS)
     return 0
 
 
 async def show_task(args: argparse.Namespace, settings: Settings) -> int:
-    task = await _query(settings, "get", id=args.id)
+    task = await _query(settings, "get", args.after, id=args.id)
     if not task.rows:
         raise CommandRefused(f"task {args.id} is not known: no created event seen")
-    history = await _query(settings, "history", id=args.id)
+    history = await _query(settings, "history", args.after, id=args.id)
     if args.json:
         show.line(json.dumps({"task": task.records()[0], "history": history.records()}, default=str))
         return 0
@@ -189,7 +209,7 @@ async def show_task(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def tree(args: argparse.Namespace, settings: Settings) -> int:
-    rows = await _query(settings, "tree", id=args.id)
+    rows = await _query(settings, "tree", args.after, id=args.id)
     if not rows.rows:
         raise CommandRefused(f"task {args.id} is not known: no created event seen")
     _print(args, rows, ["depth", "id", "status", "type", "priority", "title", "claimed_by"])
@@ -197,6 +217,6 @@ async def tree(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def inbox(args: argparse.Namespace, settings: Settings) -> int:
-    rows = await _query(settings, "inbox", agent=args.agent)
+    rows = await _query(settings, "inbox", args.after, agent=args.agent)
     _print(args, rows, ["id", "from_agent", "performative", "subject", "read", "replied", "sent_at"])
     return 0

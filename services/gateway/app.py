@@ -15,7 +15,18 @@ from nats.aio.client import Client as NATS
 
 from events.core.client import EventClient
 from projections.runtime.protocol import QueryClient
-from services.gateway import admin, agents, auth, calendar, events, health, mail, queries, tasks
+from services.gateway import (
+    admin,
+    agents,
+    auth,
+    calendar,
+    events,
+    health,
+    mail,
+    openapi,
+    queries,
+    tasks,
+)
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.proxy import handler as proxy
@@ -35,6 +46,7 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/health", health.get_health),
         web.get("/metrics", health.get_metrics),
+        web.get("/api/openapi.json", openapi.get_openapi),
         web.post("/api/events", events.post_events),
         web.get("/api/agents", agents.list_agents),
         web.get("/api/agents/{id}", agents.get_agent),
@@ -102,7 +114,8 @@ def create_app(settings: Settings) -> web.Application:
 async def serve(settings: Settings, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Run the HTTP server until cancelled, then close connections cleanly."""
     auth.check_listen(settings)
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    # aiohttp's keep-alive timer also runs while a request's headers are still arriving
+    runner = web.AppRunner(create_app(settings), access_log=None, keepalive_timeout=settings.http_idle_timeout_s)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.http_host, settings.http_port)

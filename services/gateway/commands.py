@@ -15,13 +15,16 @@ from aiohttp import web
 
 from events.core.client import trace_headers
 from events.core.policy import AGENT
+from events.core.streams import position_text
 from events.core.subjects import command
+from events.tasks import written_position
 from services.gateway.auth import caller
 from services.gateway.body import json_body, json_response, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import NC, SETTINGS
 
 STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409, "unavailable": 503}
+CODE = {"invalid": "validation"}  # one code for every 422 of the API
 
 
 async def body_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -65,7 +68,8 @@ async def send(request: web.Request, verb: str, fields: dict[str, Any], *, creat
     if not reply.get("ok"):
         err = reply.get("error") or {}
         code = err.get("code", "unavailable")
-        raise HttpError(STATUS.get(code, 502), code, err.get("message", "the tasks service refused"),
+        raise HttpError(STATUS.get(code, 502), CODE.get(code, code), err.get("message", "the tasks service refused"),
                         field=err.get("field"))
     reply.pop("ok")
+    reply["after"] = position_text(written_position(verb, reply))
     return json_response(reply, 201 if created else 200)

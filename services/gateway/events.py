@@ -15,6 +15,7 @@ from events.core.client import Outgoing, PublishError, prepare_json
 from events.core.errors import Forbidden, ValidationError
 from events.core.policy import Principal, check
 from events.core.registry import rules
+from events.core.streams import position_text, positions
 from events.core.subjects import parse
 from services.gateway.auth import caller
 from services.gateway.body import field, json_body, json_response, no_unknown, require_object
@@ -99,4 +100,5 @@ async def post_events(request: web.Request) -> web.Response:
             503, "unavailable", f"{exc}; {len(stored)} of {len(outgoing)} were stored "
             "(retry with msg_id to avoid duplicates)", accepted=len(stored), seqs=exc.seqs,
         ) from exc
-    return json_response({"accepted": len(seqs), "seqs": seqs})
+    after = position_text(positions(zip((o.subject for o in outgoing), seqs, strict=True)))
+    return json_response({"accepted": len(seqs), "seqs": seqs, "after": after})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from events.core.subjects import check_id
-from services.gateway.body import json_response
+from services.gateway.body import after_param, json_response
 from services.gateway.commands import body_object, send, with_id
 from services.gateway.keys import QUERIES
 
@@ -23,7 +23,7 @@ async def read_mail(request: web.Request) -> web.Response:
 
 async def get_inbox(request: web.Request) -> web.Response:
     agent_id = check_id(request.match_info["id"], "id")
-    rows = await request.app[QUERIES].query("tasks", "inbox", agent=agent_id)
+    rows = await request.app[QUERIES].query("tasks", "inbox", after_param(request, "tasks"), agent=agent_id)
     messages = rows.records()
     unread = messages[0]["unread"] if messages else 0
     unanswered = messages[0]["unanswered"] if messages else 0

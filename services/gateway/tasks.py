@@ -16,7 +16,7 @@ from aiohttp import web
 from events.core.errors import ValidationError
 from events.core.subjects import check_id
 from events.tasks import VERBS, Status
-from services.gateway.body import json_response
+from services.gateway.body import after_param, json_response
 from services.gateway.commands import body_object, send, with_id
 from services.gateway.errors import HttpError
 from services.gateway.keys import QUERIES
@@ -49,7 +49,9 @@ async def list_tasks(request: web.Request) -> web.Response:
     if status is not None and status not in STATUSES:
         raise ValidationError(f"unknown status {status!r}; known: {', '.join(sorted(STATUSES))}", field="status")
     agent, project = _param(request, "agent"), _param(request, "project")
-    rows = await request.app[QUERIES].query(PROJECTION, "list", status=status, agent=agent, project=project)
+    rows = await request.app[QUERIES].query(
+        PROJECTION, "list", after_param(request, PROJECTION), status=status, agent=agent, project=project
+    )
     return json_response({"tasks": rows.records(), "truncated": rows.truncated})
 
 
@@ -65,7 +67,7 @@ async def actionable_tasks(request: web.Request) -> web.Response:
             raise ValidationError("limit must be an integer", field="limit") from None
         if not 1 <= limit <= MAX_LIMIT:
             raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
-    rows = await request.app[QUERIES].query(PROJECTION, "actionable", agent=agent, limit=limit)
+    rows = await request.app[QUERIES].query(PROJECTION, "actionable", after_param(request, PROJECTION), agent=agent, limit=limit)
     return json_response({"tasks": rows.records()})
 
 
@@ -79,9 +81,9 @@ def _with_data(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def get_task(request: web.Request) -> web.Response:
     task_id = check_id(request.match_info["id"], "id")
-    queries = request.app[QUERIES]
+    queries, after = request.app[QUERIES], after_param(request, PROJECTION)
     task, history, attempts, outputs, comments = await asyncio.gather(*(
-        queries.query(PROJECTION, name, id=task_id)
+        queries.query(PROJECTION, name, after, id=task_id)
         for name in ("get", "history", "attempts", "outputs", "comments")
     ))
     if not task.rows:
@@ -94,7 +96,7 @@ async def get_task(request: web.Request) -> web.Response:
 
 async def get_tree(request: web.Request) -> web.Response:
     task_id = check_id(request.match_info["id"], "id")
-    rows = await request.app[QUERIES].query(PROJECTION, "tree", id=task_id)
+    rows = await request.app[QUERIES].query(PROJECTION, "tree", after_param(request, PROJECTION), id=task_id)
     if not rows.rows:
         raise HttpError(404, "not_found", f"task {task_id} is not known: no created event seen")
     return json_response({"id": task_id, "tasks": rows.records()})

@@ -115,6 +115,24 @@ class ProjectorHost:
     def names(self) -> list[str]:
         return list(self.slots)
 
+    async def wait_for(self, name: str, after: dict[str, int], timeout_s: float) -> None:
+        module, _ = self.projection(name)
+        reads = [s for s, _ in module.SOURCES]
+        if unknown := sorted(set(after) - set(reads)):
+            raise QueryError("bad_request", f"projection {name} does not read {', '.join(unknown)}; "
+                             f"it reads {', '.join(reads)}")
+        slot = self.slots[name]
+        with anyio.move_on_after(timeout_s):
+            while (runtime := slot.runtime) is None or not runtime.applied(after):
+                if runtime is None:
+                    await anyio.sleep(0.05)
+                else:
+                    await runtime.advanced.wait()
+            return
+        at = slot.runtime.checkpoints if slot.runtime else {}
+        raise QueryError("timeout", f"projection {name} has not applied {after} within {timeout_s:g}s "
+                         f"(it is at {at})")
+
     def projection(self, name: str) -> tuple[ModuleType, Store]:
         slot = self.slots.get(name)
         if slot is None:

@@ -22,6 +22,7 @@ from services.runtime import credentials
 from services.runtime.connection import connect_once
 from services.runtime.natsd import free_port, port_free
 from services.settings import Settings, load
+from tests.hosting import wait_healthy
 from tests.polling import eventually
 from tests.services.cli.clirun import clean_env, run, script
 
@@ -175,20 +176,7 @@ async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        async with aiohttp.ClientSession() as http:
-
-            async def healthy() -> bool:
-                if proc.returncode is not None:
-                    raise AssertionError(
-                        f"up exited with {proc.returncode}: {(await proc.stderr.read()).decode()}"
-                    )  # type: ignore[union-attr]
-                try:
-                    async with http.get(f"http://127.0.0.1:{http_port}/health") as r:
-                        return r.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await eventually(healthy, timeout=90, what="GET /health answers 200")
+        await wait_healthy(proc, f"http://127.0.0.1:{http_port}")
         assert nats_servers_using(home / "nats"), "the embedded nats-server is running"
 
         added = await run("agents", "add", "architect", "--home", str(home), env=env, cwd=tmp_path)

@@ -9,6 +9,7 @@ import asyncio
 import time
 
 from events import usage
+from events.core.bounds import INT32_MAX
 from events.core.client import prepare
 from events.providers import routing
 from services.gateway.proxy import metrics
@@ -41,11 +42,14 @@ class Attempt:
         metrics.requests.labels(b.id, self.model, str(self.status or 0)).inc()
         if self.cand.emergency:
             metrics.emergency.inc()
-        prompt, completion = self.tokens
+        # what an upstream reports is recorded within the schema's bounds, never refused: an
+        # event the SDK refused would be a request without its usage event
+        prompt, completion = (min(max(t, 0), INT32_MAX) for t in self.tokens)
         event = usage.UsageCompleted(
             model=self.model, native_model=self.cand.native_model, endpoint=self.endpoint,  # type: ignore[arg-type]
-            status=self.status, prompt_tokens=prompt, completion_tokens=completion,
-            cost=routing.cost(b, self.model, prompt, completion),
+            status=self.status if self.status is not None and 100 <= self.status <= 599 else None,
+            prompt_tokens=prompt, completion_tokens=completion,
+            cost=min(routing.cost(b, self.model, prompt, completion), usage.COST_MAX),
             latency_ms=self.latency_ms, ttft_ms=self.ttft_ms,
             stream=self.stream, emergency=self.cand.emergency, pool=b.pool,
             request_id=self.request_id, attempt=self.n, error=self.error,

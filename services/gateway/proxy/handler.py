@@ -51,7 +51,8 @@ USER_AGENT = "agentledger-gateway"
 
 
 def digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    # surrogateescape: aiohttp hands undecodable header bytes over as lone surrogates
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
 
 
 def authenticate(request: web.Request, ctx: ProxyContext) -> None:

@@ -142,3 +142,24 @@ async def test_an_atomic_batch_across_aggregates_checks_each_expectation(client:
             Append("child-1", AgentRegistered(), 0),  # exists already: the whole batch is refused
         ])
     assert (await client.js.stream_info("AGENTS")).state.messages == 4
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (AgentHeartbeat(status="sleepy"), "$.status"),  # type: ignore[arg-type]
+        (AgentHeartbeat(status="busy", round="3"), "$.round"),  # type: ignore[arg-type]
+        (AgentHeartbeat(status="busy", round=2**63), "$.round"),
+    ],
+)
+async def test_the_sdk_refuses_what_every_reader_would_reject_and_publishes_nothing(
+    client: EventClient, event: AgentHeartbeat, field: str
+) -> None:
+    with pytest.raises(ValidationError) as err:
+        await client.publish("a1", event)
+    assert err.value.field == field
+    with pytest.raises(ValidationError):
+        await client.publish_many([prepare("a1", event)])
+    with pytest.raises(ValidationError):
+        await client.append("a1", [event], expected_seq=0)
+    assert (await client.js.stream_info("AGENTS")).state.messages == 0

@@ -97,10 +97,10 @@ def test_defaults_are_omitted_on_the_wire() -> None:
 
 
 statuses = st.sampled_from(["idle", "busy", "offline", "exhausted"])
-texts = st.none() | st.text(max_size=2000)
+texts = st.none() | st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=200)
 
 
-@given(statuses, texts, st.none() | st.integers(min_value=0, max_value=2**31), texts)
+@given(statuses, texts, st.none() | st.integers(min_value=0, max_value=2**31 - 1), texts)
 def test_every_valid_heartbeat_survives_encode_and_both_decoders(status, task, rnd, note) -> None:  # type: ignore[no-untyped-def]
     event = AgentHeartbeat(status=status, current_task=task, round=rnd, note=note)
     data = codec.encode(event)

@@ -79,8 +79,12 @@ def test_a_created_task_is_pending_with_its_creation_sequence() -> None:
     given(("T0", CREATED), CREATED).then_state(status="pending", created_seq=2, level=1, created_at=at(1))
 
 
-def test_a_task_cannot_be_created_twice() -> None:
+def test_a_task_cannot_be_created_twice_with_other_fields() -> None:
     given(CREATED).when(Create(title="again")).then_raises(AlreadyExists, f"task {T1} already exists")
+
+
+def test_creating_the_same_task_again_with_the_same_fields_changes_nothing() -> None:
+    given(CREATED).when(Create(title="end-to-end flow", project="shop", by="architect")).then()
 
 
 def test_a_subtask_takes_its_level_and_root_from_its_parent() -> None:

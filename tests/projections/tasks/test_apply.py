@@ -223,3 +223,18 @@ def test_a_batch_across_both_streams_moves_both_checkpoints(store: Store) -> Non
     apply(store, Given().task("T1")("m1", MailSent(from_agent="a", to="b")))
     assert store.checkpoints() == {"TASKS": 1, "MAIL": 1}
     assert [r["id"] for r in query(store, "inbox", agent="b")] == ["m1"]
+
+
+def test_attempt_rows_are_the_same_whatever_the_batch_boundaries() -> None:
+    given = (Given().task("T1")("T1", TaskAttemptStarted(agent_id="a", session_id="s1"), 1)
+             ("T1", TaskAttemptFinished(agent_id="a", outcome="agent_failed", attempt=1, error="boom"), 2)
+             ("T1", TaskAttemptFinished(agent_id="a", outcome="agent_failed", attempt=1), 3))
+    tables = []
+    for split in (None, 1):
+        s = Store(":memory:", tasks).open()
+        try:
+            apply(s, given, split=split)
+            tables.append(rows(s, "SELECT * FROM task_attempts ORDER BY ALL"))
+        finally:
+            s.close()
+    assert tables[0] == tables[1] and tables[0][0]["error"] == "boom" and tables[0][0]["session_id"] == "s1"

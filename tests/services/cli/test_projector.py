@@ -109,7 +109,7 @@ async def test_sql_that_is_not_a_select_is_refused_in_one_line(
     env: Env, projector: asyncio.subprocess.Process
 ) -> None:
     r = await env.cli("sql", "DELETE FROM agents")
-    assert r.code == 1
+    assert r.code == 2  # wrong input, as the README documents
     assert (
         r.err.strip().startswith("agentledger: projector:") and len(r.err.strip().splitlines()) == 1
     )

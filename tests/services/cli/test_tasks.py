@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
@@ -16,7 +15,6 @@ from services.projector.service import ProjectorHost
 from services.settings import Settings
 from services.tasks.service import TasksService
 from tests.hosting import running
-from tests.polling import eventually
 from tests.services.cli.clirun import Result, clean_env, run
 
 Cli = Callable[..., Awaitable[Result]]
@@ -46,7 +44,7 @@ def cli(fleet: None, nats_url: str, tmp_path: Path) -> Cli:
 async def test_create_claim_and_read_back_as_tables_and_json(cli: Cli) -> None:
     r = await cli("tasks", "create", "T1", "--title", "write the report", "--type", "fix", "--priority", "P0")
     assert r.code == 0, r.err
-    assert r.out.strip() == "T1 is pending (created; seq 1)"
+    assert r.out.strip() == "T1 is pending (created; seq 1, after TASKS:1)"
     r = await cli("tasks", "create", "T2", "--title", "after T1", "--depends-on", "T1")
     assert r.code == 0, r.err
     r = await cli("tasks", "claim", "T2", "--agent", "architect")
@@ -55,11 +53,9 @@ async def test_create_claim_and_read_back_as_tables_and_json(cli: Cli) -> None:
     assert r.code == 0, r.err
     assert json.loads(r.out)["task"]["claimed_by"] == "architect"
 
-    async def listed() -> Any:
-        r = await cli("tasks", "list", "--agent", "architect", "--json")
-        return r.code == 0 and json.loads(r.out)
-
-    (task,) = await eventually(listed, what="T1 in the read model")
+    # the write waited for the projector: the next command reads it, no polling
+    r = await cli("tasks", "list", "--agent", "architect", "--json", "--after", "TASKS:1")
+    (task,) = json.loads(r.out)
     assert task["id"] == "T1" and task["status"] == "claimed"
     r = await cli("tasks", "show", "T1")
     assert r.code == 0 and "write the report" in r.out and "claimed" in r.out
@@ -69,6 +65,8 @@ async def test_create_claim_and_read_back_as_tables_and_json(cli: Cli) -> None:
     assert r.code == 0 and "T1" in r.out
     r = await cli("tasks", "create", "T3", "--priority", "P9")
     assert r.code == 2 and "P9" in r.err
+    r = await cli("tasks", "list", "--after", "TASKS:x")
+    assert r.code == 2 and "--after" in r.err
 
 
 async def test_mail_send_inbox_and_read(cli: Cli) -> None:
@@ -76,11 +74,8 @@ async def test_mail_send_inbox_and_read(cli: Cli) -> None:
                   "--performative", "request", "--subject", "status?")
     assert r.code == 0, r.err
 
-    async def inbox() -> Any:
-        r = await cli("mail", "inbox", "architect", "--json")
-        return r.code == 0 and json.loads(r.out)
-
-    (message,) = await eventually(inbox, what="m1 in the inbox")
+    r = await cli("mail", "inbox", "architect", "--json")
+    (message,) = json.loads(r.out)
     assert message["id"] == "m1" and message["read"] is False
     r = await cli("mail", "read", "m1", "--agent", "architect")
     assert r.code == 0, r.err

@@ -31,7 +31,7 @@ async def messages(client: EventClient) -> int:
 async def test_one_event_is_acked_before_200(http: Client, client: EventClient) -> None:
     r = await http.post("/api/events", json={"subject": "agents.architect.heartbeat", "data": {"status": "busy"}})
     assert r.status == 200, await r.text()
-    assert await r.json() == {"accepted": 1, "seqs": [1]}
+    assert await r.json() == {"accepted": 1, "seqs": [1], "after": "AGENTS:1"}
     assert await messages(client) == 1
 
 

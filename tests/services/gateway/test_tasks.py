@@ -228,9 +228,13 @@ async def bare(settings: Settings, client: EventClient, aiohttp_client: Callable
     return await aiohttp_client(create_app(settings), headers=AS_ADMIN)
 
 
-@pytest.mark.parametrize(("code", "status"), [("invalid", 422), ("not_found", 404), ("conflict", 409),
-                                              ("unavailable", 503)])
-async def test_service_error_codes_map_to_http_statuses(bare: Client, client: EventClient, code: str, status: int) -> None:
+@pytest.mark.parametrize(("code", "status", "http_code"), [
+    ("invalid", 422, "validation"), ("not_found", 404, "not_found"), ("conflict", 409, "conflict"),
+    ("unavailable", 503, "unavailable"),
+])
+async def test_service_error_codes_map_to_http_statuses(
+    bare: Client, client: EventClient, code: str, status: int, http_code: str
+) -> None:
     seen: list[dict[str, Any]] = []
 
     async def answer(msg: Any) -> None:
@@ -248,7 +252,7 @@ async def test_service_error_codes_map_to_http_statuses(bare: Client, client: Ev
     finally:
         await sub.unsubscribe()
     body = await r.json()
-    assert r.status == status and body["error"]["code"] == code and body["error"]["message"] == f"said {code}"
+    assert r.status == status and body["error"]["code"] == http_code and body["error"]["message"] == f"said {code}"
     assert body["error"]["field"] == "$.x"
     assert seen == [{"agent_id": "a", "task_id": "T1"}]
 
