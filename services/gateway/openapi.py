@@ -174,6 +174,7 @@ def _admin(components: Schema) -> Schema:
     for body in (created, updated):
         body["properties"].update(id=ID, api_key=secret)
     backend, guarded = _param("id", "path", ID), (400, 401, 404, 409, 422, 503, 504)
+    after = _param("after", "query", AFTER)
     ops = {
         "/api/admin/backends": {"get": _op("live backends, keys masked", errors=guarded),
                                 "post": _op("create a backend", 201, created, errors=guarded)},
@@ -184,14 +185,14 @@ def _admin(components: Schema) -> Schema:
             "delete": _op("delete a backend", params=[backend], errors=guarded),
         },
         "/api/admin/pools": {"get": _op("backends per pool and state", errors=guarded)},
-        "/api/admin/stats/total": {"get": _op("usage since the start", errors=guarded)},
+        "/api/admin/stats/total": {"get": _op("usage since the start", errors=guarded, params=[after])},
         "/api/admin/stats/hourly": {"get": _op("usage per hour", errors=guarded, params=[
             _param("backend_id", "query", ID),
-            _param("hours", "query", {"type": "integer", "minimum": 1, "maximum": 24 * 366})])},
+            _param("hours", "query", {"type": "integer", "minimum": 1, "maximum": 24 * 366}), after])},
         "/api/admin/stats/daily": {"get": _op("usage per day", errors=guarded, params=[
-            _param("days", "query", {"type": "integer", "minimum": 1, "maximum": 3660})])},
+            _param("days", "query", {"type": "integer", "minimum": 1, "maximum": 3660}), after])},
         "/api/admin/stats/cooldown": {"get": _op("cooldown episodes, newest first", errors=guarded, params=[
-            _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10_000})])},
+            _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10_000}), after])},
     }
     for path in ops.values():
         for op in path.values():
