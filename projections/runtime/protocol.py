@@ -58,7 +58,7 @@ def parse_after(text: str | None, field: str = "after") -> dict[str, int]:
         if not part:
             continue
         stream, _, seq = part.partition(":")
-        if not stream or not seq.isdigit() or not 0 <= int(seq) <= INT64_MAX or len(out) >= 16:
+        if not stream or not (seq.isascii() and seq.isdigit()) or int(seq) > INT64_MAX or len(out) >= 16:
             raise ValidationError(
                 f"{field} must be <stream>:<seq>[,<stream>:<seq>...] (at most 16), e.g. TASKS:42; got {text!r}",
                 field=field,

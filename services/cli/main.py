@@ -113,7 +113,8 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("rejects", read.rejects, "list payloads the projections could not decode")
     c.add_argument("--projection", default=None)
-    c.add_argument("--limit", type=int, default=100)
+    c.add_argument("--limit", type=int, default=100, help="rows per page (at most 200)")
+    c.add_argument("--offset", type=int, default=0, help="skip this many (newest first)")
     c.add_argument("--json", action="store_true")
     c.add_argument("--after", metavar="POSITION", help=read.AFTER_HELP)
 

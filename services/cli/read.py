@@ -44,8 +44,11 @@ async def sql(args: argparse.Namespace, settings: Settings) -> int:
 
 async def rejects(args: argparse.Namespace, settings: Settings) -> int:
     async with queries(settings) as q:
-        rows = await q.rejects(args.projection, args.limit, after_option(args.after))
+        rows = await q.rejects(args.projection, args.limit, after_option(args.after), offset=args.offset)
     _rows(args, rows.columns, rows.rows)
+    if rows.truncated:
+        show.note(f"(more: --offset {args.offset + len(rows.rows)}; payloads are cut to 2 KB, "
+                  "payload_bytes is the full size)")
     return 0
 
 

@@ -26,9 +26,10 @@ from events import providers as domain
 from events.core import codec
 from events.core.errors import ValidationError
 from events.core.keyring import MASK, KeyringError, mask
+from events.core.streams import position_text, stream_name
 from events.core.subjects import check_id
 from services import providers
-from services.gateway.body import json_body, json_response, no_unknown, require_object
+from services.gateway.body import after_param, json_body, json_response, no_unknown, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import EVENTS, KEYRING, NC, PROXY, QUERIES, SETTINGS
 
@@ -104,12 +105,21 @@ def _rule(exc: domain.ProviderRuleError) -> HttpError:
     return HttpError(409, "conflict", str(exc))
 
 
-async def _execute(request: web.Request, backend_id: str, make: Callable[[domain.Backend], Any]) -> domain.Backend:
+async def _execute(
+    request: web.Request, backend_id: str, make: Callable[[domain.Backend], Any]
+) -> tuple[domain.Backend, int]:
+    """Decide and append: the state after, and the PROVIDERS seq of the last event written (0
+    when nothing was), which the answer gives as `after` so a read with `?after=` sees it."""
     try:
-        state, _, _ = await providers.execute(request.app[EVENTS], backend_id, make, actor="admin")
+        state, _, seqs = await providers.execute(request.app[EVENTS], backend_id, make, actor="admin")
     except domain.ProviderRuleError as exc:
         raise _rule(exc) from None
-    return state
+    return state, seqs[-1] if seqs else 0
+
+
+def _written(body: dict[str, Any], seq: int, status: int = 200) -> web.Response:
+    after = position_text({stream_name("providers"): seq}) if seq else ""
+    return json_response({**body, "after": after}, status=status)
 
 
 def _encrypt(request: web.Request, backend_id: str, body: dict[str, Any]) -> str:
@@ -165,8 +175,8 @@ async def create_backend(request: web.Request) -> web.Response:
     fields = {k: v for k, v in body.items() if k in FIELDS and k != "api_key"}
     fields["api_key"] = _encrypt(request, backend_id, body)
     event = _convert(domain.BackendCreated, fields)
-    state = await _execute(request, backend_id, lambda _: domain.Create(event=event))
-    return json_response(_view(request, state, _now()), status=201)
+    state, seq = await _execute(request, backend_id, lambda _: domain.Create(event=event))
+    return _written(_view(request, state, _now()), seq, status=201)
 
 
 @admin
@@ -176,18 +186,19 @@ async def update_backend(request: web.Request) -> web.Response:
     if body.get("id", backend_id) != backend_id:
         raise ValidationError("the id of a backend cannot change", field="$.id")
     event = _convert(domain.BackendUpdated, {k: v for k, v in body.items() if k in FIELDS and k != "api_key"})
-    state = await _execute(request, backend_id, lambda _: domain.Update(event=event))
+    state, seq = await _execute(request, backend_id, lambda _: domain.Update(event=event))
     if "api_key" in body:
         token = _encrypt(request, backend_id, body)
-        state = await _execute(request, backend_id, lambda _: domain.RotateKey(api_key=token, reason="replaced"))
-    return json_response(_view(request, state, _now()))
+        state, rotated = await _execute(request, backend_id, lambda _: domain.RotateKey(api_key=token, reason="replaced"))
+        seq = rotated or seq
+    return _written(_view(request, state, _now()), seq)
 
 
 @admin
 async def delete_backend(request: web.Request) -> web.Response:
     backend_id = check_id(request.match_info["id"], "id")
-    await _execute(request, backend_id, lambda _: domain.Delete(reason="admin"))
-    return json_response({"id": backend_id, "deleted": True})
+    _, seq = await _execute(request, backend_id, lambda _: domain.Delete(reason="admin"))
+    return _written({"id": backend_id, "deleted": True}, seq)
 
 
 @admin
@@ -223,7 +234,7 @@ def _int(request: web.Request, name: str, default: int, high: int) -> int:
 
 @admin
 async def stats_total(request: web.Request) -> web.Response:
-    rows = await request.app[QUERIES].query(PROJECTION, "total")
+    rows = await request.app[QUERIES].query(PROJECTION, "total", after_param(request, PROJECTION))
     return json_response(rows.records()[0] if rows.rows else {})
 
 
@@ -233,21 +244,23 @@ async def stats_hourly(request: web.Request) -> web.Response:
     if backend_id is not None:
         check_id(backend_id, "backend_id")
     hours = _int(request, "hours", 24, 24 * 366)
-    rows = await request.app[QUERIES].query(PROJECTION, "hourly", backend_id=backend_id, hours=hours)
+    rows = await request.app[QUERIES].query(
+        PROJECTION, "hourly", after_param(request, PROJECTION), backend_id=backend_id, hours=hours
+    )
     return json_response({"hours": hours, "backend_id": backend_id, "rows": rows.records()})
 
 
 @admin
 async def stats_daily(request: web.Request) -> web.Response:
     days = _int(request, "days", 30, 3660)
-    rows = await request.app[QUERIES].query(PROJECTION, "daily", days=days)
+    rows = await request.app[QUERIES].query(PROJECTION, "daily", after_param(request, PROJECTION), days=days)
     return json_response({"days": days, "rows": rows.records()})
 
 
 @admin
 async def stats_cooldown(request: web.Request) -> web.Response:
     limit = _int(request, "limit", 50, 10_000)
-    rows = await request.app[QUERIES].query(PROJECTION, "cooldowns", limit=limit)
+    rows = await request.app[QUERIES].query(PROJECTION, "cooldowns", after_param(request, PROJECTION), limit=limit)
     return json_response({"cooldowns": rows.records()})
 
 

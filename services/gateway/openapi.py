@@ -3,7 +3,8 @@
 Bodies are the same types the edge validates with (events, task and mail commands), so the
 document cannot drift from what the gateway accepts: a new field or bound shows up here as it
 does in the decoder. Served at `GET /api/openapi.json`; the schemathesis test fuzzes a running
-gateway from it. The admin and proxy routes are not described yet.
+gateway from it. The OpenAI-compatible proxy (`/v1/*`) is not described here: OpenAI's own
+document is its reference.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from events import mail, tasks
+from events import mail, providers, tasks
 from events.core.bounds import ID_PATTERN
 from events.core.registry import events_of
 from events.core.subjects import DOMAINS
+from services.gateway.admin import MAX_KEY_CHARS
 from services.gateway.body import MAX_DEPTH
 from services.gateway.calendar import NewSlot
 
@@ -34,10 +36,9 @@ ERROR: Schema = {
     }}},
 }
 _ERRORS = {
-    401: "no token, or a token that is not valid here",
     400: "malformed JSON, or a request the projector refuses (SQL that is not a SELECT)",
     404: "unknown id, projection or named query", 408: "the body stopped arriving",
-    403: "the caller may not write this event (the rule is named)",
+    401: "no or a wrong Bearer token", 403: "the caller may not write this event (the rule is named)",
     409: "refused by a rule (the message says which)", 413: "body or batch too large",
     422: "validation: the field is named in error.field",
     503: "NATS, the tasks service or the projector cannot answer now", 504: "the read timed out",
@@ -84,7 +85,8 @@ def _edge(schema: Schema) -> Schema:
 def document() -> Schema:
     events = [t for d in DOMAINS for t in events_of(d).values()]
     types = [*events, *tasks.VERBS.values(), mail.Send, mail.MarkRead, NewSlot]
-    (_, components) = msgspec.json.schema_components(types, ref_template=REF)
+    admin_types = [providers.BackendCreated, providers.BackendUpdated]
+    (_, components) = msgspec.json.schema_components([*types, *admin_types], ref_template=REF)
     components = {name: _edge(s) for name, s in components.items()}
     envelopes = []
     for cls in events:
@@ -162,14 +164,51 @@ def document() -> Schema:
                            "limit": {"type": "integer", "minimum": 1}, "after": AFTER}},
             errors=(400, 404, 422, 503, 504))},
     }
+    paths.update(_admin(components))
     return {
         "openapi": "3.1.0",
         "info": {"title": "agentledger", "version": "1",
                  "description": f"JSON bodies nest at most {MAX_DEPTH} levels; errors are "
                                 "{\"error\": {\"code\", \"message\", \"field\"?}}."},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": {
+            "admin": {"type": "http", "scheme": "bearer", "description": "AGENTLEDGER_ADMIN_TOKEN"}}},
     }
+
+
+def _admin(components: Schema) -> Schema:
+    """The admin API: bodies are the backend events, with the key in clear (it is encrypted
+    before it becomes an event) and the id; 404 `disabled` while no admin token is set."""
+    secret = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS}
+    created, updated = (copy.deepcopy(components[c.__name__])
+                        for c in (providers.BackendCreated, providers.BackendUpdated))
+    for body in (created, updated):
+        body["properties"].update(id=ID, api_key=secret)
+    backend, guarded = _param("id", "path", ID), (400, 401, 404, 409, 422, 503, 504)
+    after = _param("after", "query", AFTER)
+    ops = {
+        "/api/admin/backends": {"get": _op("live backends, keys masked", errors=guarded),
+                                "post": _op("create a backend", 201, created, errors=guarded)},
+        "/api/admin/backends/{id}": {
+            "get": _op("one backend", params=[backend], errors=guarded),
+            "put": _op("change a backend (a new api_key replaces the key)", body=updated, params=[backend],
+                       errors=guarded),
+            "delete": _op("delete a backend", params=[backend], errors=guarded),
+        },
+        "/api/admin/pools": {"get": _op("backends per pool and state", errors=guarded)},
+        "/api/admin/stats/total": {"get": _op("usage since the start", errors=guarded, params=[after])},
+        "/api/admin/stats/hourly": {"get": _op("usage per hour", errors=guarded, params=[
+            _param("backend_id", "query", ID),
+            _param("hours", "query", {"type": "integer", "minimum": 1, "maximum": 24 * 366}), after])},
+        "/api/admin/stats/daily": {"get": _op("usage per day", errors=guarded, params=[
+            _param("days", "query", {"type": "integer", "minimum": 1, "maximum": 3660}), after])},
+        "/api/admin/stats/cooldown": {"get": _op("cooldown episodes, newest first", errors=guarded, params=[
+            _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10_000}), after])},
+    }
+    for path in ops.values():
+        for op in path.values():
+            op["security"] = [{"admin": []}]
+    return ops
 
 
 async def get_openapi(request: web.Request) -> web.Response:

@@ -47,7 +47,7 @@ def test_after_reads_the_positions_writes_answer_with(text: str, expected: dict[
     assert parse_after(text) == expected
 
 
-@pytest.mark.parametrize("text", ["TASKS", "TASKS:-1", "TASKS:x", ":4", "TASKS:99999999999999999999"])
+@pytest.mark.parametrize("text", ["TASKS", "TASKS:-1", "TASKS:x", ":4", "TASKS:99999999999999999999", "TASKS:\u00b2"])
 def test_a_malformed_after_names_the_parameter(text: str) -> None:
     with pytest.raises(ValidationError) as err:
         parse_after(text)

@@ -131,6 +131,11 @@ async def test_rejects_lists_a_raw_payload_that_breaks_the_schema(
     assert rows[0]["seq"] == 1 and "$.status" in str(rows[0]["error"])
     table = await env.cli("rejects")
     assert "agents.rogue.heartbeat" in table.out
+    await client.js.publish("agents.rogue.heartbeat", b'{"status": 6}')
+    page = await env.cli("rejects", "--json", "--limit", "1", "--projection", "agents", "--after", "AGENTS:3")
+    assert [r["seq"] for r in json.loads(page.out)] == [3] and "--offset 1" in page.err
+    page = await env.cli("rejects", "--json", "--limit", "1", "--offset", "1")
+    assert [r["seq"] for r in json.loads(page.out)] == [1]
 
 
 async def test_rebuild_while_the_projector_serves_keeps_every_row(

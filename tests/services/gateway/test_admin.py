@@ -75,16 +75,17 @@ async def test_a_wrong_or_missing_token_is_401(http: Client) -> None:
 async def test_backend_lifecycle_with_masked_keys(http: Client, client: EventClient) -> None:
     made = await call(http, "POST", "/api/admin/backends", 201, json=BODY)
     assert made["api_key"] == "sk-liv****9xyz" and made["key_id"] == "k1" and made["rpm_limit"] == 60
-    assert made["model_mappings"]["gpt"]["native_id"] == "gpt-4o"
+    assert made["model_mappings"]["gpt"]["native_id"] == "gpt-4o" and made["after"] == "PROVIDERS:1"
     assert (await call(http, "POST", "/api/admin/backends", 409, json=BODY))["error"]["code"] == "conflict"
     listed = await call(http, "GET", "/api/admin/backends")
     assert [b["id"] for b in listed["backends"]] == ["bkd_a"]
     changed = await call(http, "PUT", "/api/admin/backends/bkd_a", json={"rpm_limit": 5, "api_key": "sk-new-0000111122223333"})
     assert (changed["rpm_limit"], changed["api_key"], changed["label"]) == (5, "sk-new****3333", "first")
+    assert changed["after"] == "PROVIDERS:3"  # updated, then key_rotated
     assert (await call(http, "GET", "/api/admin/backends/bkd_a"))["api_key"] == "sk-new****3333"
     pools = (await call(http, "GET", "/api/admin/pools"))["pools"]
     assert pools["primary"] == {"total": 1, "enabled": 1, "healthy": 1, "cooling": 0, "degraded": 0, "down": 0}
-    await call(http, "DELETE", "/api/admin/backends/bkd_a")
+    assert (await call(http, "DELETE", "/api/admin/backends/bkd_a"))["after"] == "PROVIDERS:4"
     await call(http, "GET", "/api/admin/backends/bkd_a", 404)
     await call(http, "DELETE", "/api/admin/backends/bkd_a", 404)
     assert (await call(http, "GET", "/api/admin/backends"))["backends"] == []

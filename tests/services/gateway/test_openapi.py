@@ -4,6 +4,7 @@ and no answer that breaks the document."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,11 +21,16 @@ from services.runtime.natsd import free_port
 from services.settings import Settings
 from tests.hosting import wait_healthy
 from tests.services.cli.clirun import clean_env, script
-from tests.services.gateway.admin_auth import ADMIN_TOKEN
 
 Client = TestClient[Any, Any]
-# the one place the fuzzing run gets its credentials from, once the API asks for them
+# the one place the fuzzing run gets its credentials from (sent with every request)
+ADMIN_TOKEN = "schemathesis-admin-token"
 AUTHORIZATION: str | None = f"Bearer {ADMIN_TOKEN}"
+UP_ENV = {
+    "AGENTLEDGER_ADMIN_TOKEN": ADMIN_TOKEN,
+    "AGENTLEDGER_KEYRING": "k1=" + base64.b64encode(bytes(range(32))).decode(),
+    "AGENTLEDGER_PROBE_INTERVAL_S": "3600",  # the fuzzed backends' URLs are not worth probing
+}
 MAX_EXAMPLES = 5  # per operation (33 of them), so the run stays around a minute in CI
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
@@ -37,7 +43,7 @@ async def test_the_document_describes_every_api_route(
     doc = await r.json()
     assert r.status == 200 and doc["openapi"].startswith("3.1")
     served = {(d.method.lower(), d.path) for d in routes() if isinstance(d, aiohttp.web.RouteDef)
-              and d.path.startswith(("/api/", "/health")) and not d.path.startswith("/api/admin")}
+              and d.path.startswith(("/api/", "/health"))}
     described = {(m, p.replace("{verb}", "")) for p, ops in doc["paths"].items() for m in ops}
     missing = {(m, p) for m, p in served if (m, p) not in described
                and not (p.endswith("{verb}") and any(d[1].startswith(p[:-6]) for d in described))}
@@ -53,7 +59,7 @@ async def up(tmp_path: Path) -> AsyncIterator[str]:
     log = (tmp_path / "up.log").open("wb")  # a file, not a pipe: a full pipe would stall the gateway
     proc = await asyncio.create_subprocess_exec(
         script(), "up", "--home", str(tmp_path / "home"), "--nats-port", str(free_port()),
-        "--http-port", str(http_port), env=clean_env(AGENTLEDGER_ADMIN_TOKEN=ADMIN_TOKEN), cwd=tmp_path,
+        "--http-port", str(http_port), env=clean_env(**UP_ENV), cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL, stderr=log,
     )
     base = f"http://127.0.0.1:{http_port}"
