@@ -119,11 +119,11 @@ def decide(cmd: Receive, state: State, now: datetime) -> list[AlertEvent]:
                 targets = list(state.targets)
             else:
                 targets = route(severity, cmd.routes)
-            common = dict(
-                alertname=a.labels.get("alertname", ""), severity=severity, labels=dict(a.labels),
-                annotations=dict(a.annotations), starts_at=a.starts_at, generator_url=a.generator_url,
-                group_key=cmd.group_key, targets=targets, notice=notice_id(a) if targets else None,
-            )
+            common = {
+                "alertname": a.labels.get("alertname", ""), "severity": severity, "labels": dict(a.labels),
+                "annotations": dict(a.annotations), "starts_at": a.starts_at, "generator_url": a.generator_url,
+                "group_key": cmd.group_key, "targets": targets, "notice": notice_id(a) if targets else None,
+            }
             if a.status == "firing":
                 return [AlertFiring(**common)]  # type: ignore[arg-type]
             return [AlertResolved(ends_at=a.ends_at, **common)]  # type: ignore[arg-type]

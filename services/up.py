@@ -59,7 +59,8 @@ def embedded_server(settings: Settings) -> EmbeddedNats:
 
 def default_services(settings: Settings | None = None) -> dict[str, Service]:
     """The services `up` runs, in start order (imported late: they pull in DuckDB and aiohttp);
-    the dispatcher last, and only when `dispatch_mode` is not off."""
+    the notifier unless `notifier_enabled` is false; the dispatcher last, and only when
+    `dispatch_mode` is not off."""
     from services.gateway import app as gateway
     from services.projector import service as projector
     from services.tasks import service as tasks
@@ -67,6 +68,10 @@ def default_services(settings: Settings | None = None) -> dict[str, Service]:
     services: dict[str, Service] = {
         "projector": projector.serve, "tasks": tasks.serve, "gateway": gateway.serve
     }
+    if settings is None or settings.notifier_enabled:
+        from services.notifier import service as notifier
+
+        services["notifier"] = notifier.serve
     if settings is not None and settings.dispatch_mode != "off":
         from services.dispatcher import loop as dispatcher
 

@@ -84,6 +84,13 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         target = tasks.serve
         what = "tasks service answering on cmd.tasks.*"
+    elif args.service == "notifier":
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        from services.notifier import service as notifier
+
+        target = notifier.serve
+        what = "notifier delivering reports"
     else:
         from projections import catalog
         from services.projector import service as projector
