@@ -7,6 +7,7 @@ the normal one (a 500, a 429 with Retry-After, Feishu's HTTP-200 refusal), one p
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -27,6 +28,8 @@ class Platforms:
         self.refused: list[str] = []
         self._script: dict[str, deque[web.Response]] = defaultdict(deque)
         self._ids = 0
+        self.gates: dict[str, asyncio.Event] = {}  # a key's requests wait until its gate opens
+        self.waiting: dict[str, int] = defaultdict(int)
 
     def fail(self, key: str, *answers: web.Response) -> None:
         self._script[key].extend(answers)
@@ -42,6 +45,16 @@ class Platforms:
         ])
         return app
 
+    def hold(self, key: str) -> asyncio.Event:
+        """Requests to `key` wait until the returned event is set."""
+        self.gates[key] = asyncio.Event()
+        return self.gates[key]
+
+    async def _gate(self, key: str) -> None:
+        if (gate := self.gates.get(key)) is not None:
+            self.waiting[key] += 1
+            await gate.wait()
+
     def _next_id(self) -> int:
         self._ids += 1
         return self._ids
@@ -52,6 +65,7 @@ class Platforms:
 
     async def discord(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
+        await self._gate(key)
         if script := self._script[key]:
             return script.popleft()
         body = await request.json()
@@ -77,6 +91,7 @@ class Platforms:
 
     async def feishu(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
+        await self._gate(key)
         if script := self._script[key]:
             return script.popleft()
         body = await request.json()
@@ -95,6 +110,7 @@ class Platforms:
 
     async def slack(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
+        await self._gate(key)
         if script := self._script[key]:
             return script.popleft()
         body = await request.json()
@@ -105,6 +121,7 @@ class Platforms:
 
     async def hook(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
+        await self._gate(key)
         if script := self._script[key]:
             return script.popleft()
         raw = await request.read()
