@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from events import alerts, reports
 from events.core.meta import Meta
-from events.reports import Delivered, DeliveryAttempted, Delivery, Report, ReportFiled
+from events.reports import Delivered, Delivery, DeliveryAttempted, Report, ReportFiled
 from projections.runtime.arrow_batches import execute_with, from_rows
 
 _TS = pa.timestamp("us", tz="UTC")

@@ -15,7 +15,18 @@ from nats.aio.client import Client as NATS
 
 from events.core.client import EventClient
 from projections.runtime.protocol import QueryClient
-from services.gateway import admin, agents, events, health, mail, queries, tasks
+from services.gateway import (
+    admin,
+    agents,
+    alerts,
+    events,
+    health,
+    mail,
+    queries,
+    reports,
+    targets,
+    tasks,
+)
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.proxy import handler as proxy
@@ -49,6 +60,9 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/rejects", queries.get_rejects),
         web.post("/api/sql", queries.post_sql),
         *admin.routes(),
+        *targets.routes(),
+        *reports.routes(),
+        *alerts.routes(),
         web.get("/v1/models", proxy.list_models),
         web.post("/v1/chat/completions", proxy.chat_completions),
         web.post("/v1/completions", proxy.completions),

@@ -52,6 +52,9 @@ class Observed:
     lag: dict[str, float] = field(default_factory=dict)
     healthy: dict[str, float] = field(default_factory=dict)
     rejects: float = 0.0
+    report_pending: dict[str, float] = field(default_factory=dict)  # target -> queue depth
+    report_oldest_s: dict[str, float] = field(default_factory=dict)  # target -> oldest pending age
+    report_deliveries: dict[tuple[str, str], float] = field(default_factory=dict)  # (target, outcome)
 
 
 @dataclass
@@ -127,6 +130,26 @@ def _register_observed(provider: MeterProvider, observed: Observed) -> None:
     def rejects(_: CallbackOptions) -> Iterable[Observation]:
         return [Observation(observed.rejects)]
 
+    def pending(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"target": t}) for t, v in observed.report_pending.items()]
+
+    def oldest(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"target": t}) for t, v in observed.report_oldest_s.items()]
+
+    def deliveries(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"target": t, "outcome": o}) for (t, o), v in observed.report_deliveries.items()]
+
+    meter.create_observable_gauge(
+        "agentledger_reports_pending", [pending], description="Reports waiting for delivery, per target",
+    )
+    meter.create_observable_gauge(
+        "agentledger_report_oldest_pending_seconds", [oldest],
+        description="Age of the oldest report still pending for each target (0 when none)",
+    )
+    meter.create_observable_counter(
+        "agentledger_report_deliveries", [deliveries],
+        description="Delivery attempts per target and outcome (delivered, failed, rate_limited, timeout)",
+    )
     meter.create_observable_gauge(
         "agentledger_agent_heartbeat_timestamp_seconds", [heartbeats],
         description="Unix time of each agent's last heartbeat (JetStream time)",
