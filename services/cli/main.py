@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from services.cli import keys, ledger, read, rebuild, run, tasks
+from services.cli import keys, ledger, read, rebuild, reports, run, targets, tasks
 from services.cli import output as show
 from services.runtime import logs, loop
 from services.settings import Settings, SettingsError, load
@@ -116,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
 
     tasks.add_parsers(sub, common)
     keys.add_parsers(sub, common)
+    reports.add_parsers(sub, common)
+    targets.add_parsers(sub, common)
     return p
 
 

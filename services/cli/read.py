@@ -13,7 +13,7 @@ from services.settings import Settings
 
 
 @asynccontextmanager
-async def _queries(settings: Settings) -> AsyncIterator[Any]:
+async def projector_queries(settings: Settings) -> AsyncIterator[Any]:
     from projections.runtime.protocol import QueryClient
 
     nc = await connect_once(settings.url)
@@ -24,7 +24,7 @@ async def _queries(settings: Settings) -> AsyncIterator[Any]:
 
 
 async def sql(args: argparse.Namespace, settings: Settings) -> int:
-    async with _queries(settings) as q:
+    async with projector_queries(settings) as q:
         rows = await q.sql(args.projection, args.sql, args.limit)
     _rows(args, rows.columns, rows.rows)
     if rows.truncated:
@@ -33,7 +33,7 @@ async def sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def rejects(args: argparse.Namespace, settings: Settings) -> int:
-    async with _queries(settings) as q:
+    async with projector_queries(settings) as q:
         rows = await q.rejects(args.projection, args.limit)
     _rows(args, rows.columns, rows.rows)
     return 0

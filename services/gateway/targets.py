@@ -7,22 +7,18 @@ keyring before they become an event, and every answer shows them masked.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from events import targets as domain
 from events.core.errors import ValidationError
 from events.core.subjects import check_id
-from events.reports import ReportFiled, text, title
 from services import targets
 from services.gateway.admin import admin
 from services.gateway.body import json_body, json_response, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import EVENTS, KEYRING, NC, SETTINGS
-from services.notifier.kinds import KINDS, Message, Target
 
 
 def _rule(exc: domain.TargetRuleError) -> HttpError:
@@ -99,21 +95,12 @@ async def test_target(request: web.Request) -> web.Response:
     """Send one test message now; the platform's verdict, nothing recorded."""
     name = check_id(request.match_info["name"], "name")
     state = await _state(request, name)
-    outcome = await send_test(request.app.get(KEYRING), state, request.app[SETTINGS].report_timeout_s)
-    return json_response({"name": name, "ok": outcome.ok, "status_code": outcome.status_code,
-                          "message_id": outcome.message_id, "error": outcome.error or None})
-
-
-async def send_test(keyring: Any, state: domain.Target, timeout_s: float) -> Any:
     try:
-        secrets = targets.opened(keyring, state)
+        outcome = await targets.send_test(request.app.get(KEYRING), state, request.app[SETTINGS].report_timeout_s)
     except targets.KeyringMissing as exc:
         raise HttpError(503, "no_keyring", str(exc)) from None
-    report = ReportFiled(title=f"agentledger test message for {state.name}", source="targets test",
-                         body=f"sent {datetime.now(UTC).isoformat(timespec='seconds')}", targets=[state.name])
-    msg = Message(f"test-{state.name}", state.name, title(report), text(report), report)
-    async with aiohttp.ClientSession() as http:
-        return await KINDS[state.kind](msg, Target(state.name, state.kind, state.settings, secrets, timeout_s), http)
+    return json_response({"name": name, "ok": outcome.ok, "status_code": outcome.status_code,
+                          "message_id": outcome.message_id, "error": outcome.error or None})
 
 
 def routes() -> list[web.RouteDef]:

@@ -105,9 +105,18 @@ class Notifier:
 
     async def drain(self, *, only: str | None = None, max_count: int | None = 1,
                     dry_run: bool = False) -> list[dict[str, Any]]:
-        """One pass by hand (the seed's watchdog): per target, its oldest pending reports up to
-        `max_count` (None: all), stopping that target at its first failure; backoff is not waited
-        for. Dry run: what would be sent, nothing sent or written."""
+        """One pass by hand (the seed's watchdog), not alongside a running notifier: per target,
+        its oldest pending reports up to `max_count` (None: all), stopping that target at its
+        first failure; backoff is not waited for. Dry run: what would be sent, nothing sent or
+        written. Returns one row per report looked at."""
+        async with aiohttp.ClientSession() as http, anyio.create_task_group() as tg:
+            self.http = http
+            await tg.start(self.fold.run)
+            done = await self._drain(only, max_count, dry_run)
+            tg.cancel_scope.cancel()
+        return done
+
+    async def _drain(self, only: str | None, max_count: int | None, dry_run: bool) -> list[dict[str, Any]]:
         done: list[dict[str, Any]] = []
         for name in [only] if only else self.fold.board.targets():
             for n, report in enumerate(self.fold.board.pending(name)):

@@ -13,7 +13,7 @@ from events.reports import Delivered, text
 from events.reports.client import ReportClient
 from tests.polling import eventually
 from tests.services.cli.clirun import script
-from tests.services.notifier.conftest import Served
+from tests.services.conftest import Served
 from tests.services.notifier.stack import RING, add_target, history
 from tests.services.notifier.test_service import file_many
 

@@ -6,7 +6,7 @@ import sys
 
 from events.reports import ReportFiled, text, title
 from services.notifier.kinds import KINDS, Message, Target
-from tests.services.notifier.conftest import Served
+from tests.services.conftest import Served
 from tests.services.notifier.platforms import BOT_TOKEN, FEISHU_SECRET, HOOK_SECRET, error
 
 REPORT = ReportFiled(team="clawteam", worker="backend-a", task_id="T1", progress="80%", done="export complete",

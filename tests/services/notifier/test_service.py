@@ -8,7 +8,7 @@ from events.reports.client import ReportClient
 from services.notifier import Notifier
 from tests.hosting import running
 from tests.polling import eventually
-from tests.services.notifier.conftest import Served
+from tests.services.conftest import Served
 from tests.services.notifier.platforms import error
 from tests.services.notifier.stack import RING, add_target, history
 

@@ -1,3 +1,5 @@
+"""Fixtures every service test may use: the local platform stand-ins of the notifier tests."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
