@@ -69,12 +69,15 @@ class Fold:
             for stream, subject, data, seq, ns, _ in await self._buffer.take():
                 domain = self._streams[stream]
                 self.folded[domain] = seq
+                aggregate = subject.split(".")[1] if subject.count(".") == 2 else ""
+                if domain == "reports" and self.board.last_seq.get(aggregate, 0) >= seq:
+                    continue  # our own event, folded when JetStream acked it
                 try:
                     event = codec.decode(subject, data)
                 except EventError as exc:  # kept in the stream, skipped by every reader alike
                     log.debug("%s seq %d: undecodable, skipped: %s", subject, seq, exc)
                     continue
-                self._evolve(domain, subject.split(".")[1], event, at_from_ns(ns), seq)
+                self._evolve(domain, aggregate, event, at_from_ns(ns), seq)
             self._notify()
 
     def listen(self) -> asyncio.Event:
