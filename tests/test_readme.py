@@ -60,3 +60,14 @@ async def test_the_task_manager_example_runs_as_written(
     finally:
         await nc.close()
     assert proc.stdout.startswith("[")  # the task tree, a list
+
+
+async def test_the_report_client_example_files_a_report(client: EventClient, nats_url: str) -> None:
+    from events.core.keyring import Keyring, new_key
+    from services import targets
+
+    ring = Keyring({"k1": new_key()})
+    cmd = targets.created(ring, "owner", {"kind": "slack", "url": "https://hooks.slack.invalid/x"})
+    await targets.execute(client, "owner", lambda _: cmd)
+    proc = await run_example(example("ReportClient(EventClient(nc))"), nats_url)
+    assert re.fullmatch(r"filed r[0-9A-Z]{26} to owner\n", proc.stdout)
