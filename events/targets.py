@@ -23,7 +23,7 @@ from events.core.keyring import TOKEN_PATTERN
 from events.core.policy import Writers, writers
 from events.core.registry import Event
 
-Kind = Literal["discord", "telegram", "feishu", "slack", "webhook", "command"]
+Kind = Literal["discord", "telegram", "feishu", "slack", "webhook", "command", "apprise"]
 Token = Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN, max_length=16384)]
 Scalar = str | int | float | bool
 Settings = dict[Annotated[str, msgspec.Meta(max_length=64)], Scalar]
@@ -43,6 +43,7 @@ KINDS: dict[str, Spec] = {
     "slack": Spec(("url",), secret=("url",)),
     "webhook": Spec(("url",), ("signing_secret",), secret=("url", "signing_secret")),
     "command": Spec(("command",), ("timeout_s",)),
+    "apprise": Spec(("url",), secret=("url",)),
 }
 COMMON = ("name", "kind", "default", "enabled")
 

@@ -1,6 +1,6 @@
 """The target kinds: one module per platform, each `send(message, target, http) -> Outcome`."""
 
-from services.notifier.kinds import command, discord, feishu, slack, telegram, webhook
+from services.notifier.kinds import apprise, command, discord, feishu, slack, telegram, webhook
 from services.notifier.kinds.base import Kind, Message, Outcome, Target
 
 KINDS: dict[str, Kind] = {
@@ -10,6 +10,7 @@ KINDS: dict[str, Kind] = {
     "slack": slack.send,
     "webhook": webhook.send,
     "command": command.send,
+    "apprise": apprise.send,
 }
 
 __all__ = ["KINDS", "Kind", "Message", "Outcome", "Target"]

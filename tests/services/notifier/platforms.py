@@ -42,6 +42,7 @@ class Platforms:
             web.post("/feishu/{key}", self.feishu),
             web.post("/slack/{key}", self.slack),
             web.post("/hook/{key}", self.hook),
+            web.post("/apprise/{key}", self.apprise),
         ])
         return app
 
@@ -132,6 +133,18 @@ class Platforms:
         body = await request.json()
         self.received[key].append({**body, "idempotency_key": request.headers.get("Idempotency-Key")})
         return web.Response(status=202)
+
+
+    async def apprise(self, request: web.Request) -> web.Response:
+        """Apprise's `json://` service: `{"version", "title", "message", "type"}`."""
+        key = request.match_info["key"]
+        if script := self._script[key]:
+            return script.popleft()
+        body = await request.json()
+        if "message" not in body:
+            return self._refuse("apprise: no message")
+        self.received[key].append(body)
+        return web.Response(status=200)
 
 
 def error(status: int, retry_after: str | None = None, **body: Any) -> web.Response:

@@ -107,3 +107,16 @@ async def test_a_failing_or_hanging_command_is_not_a_delivery(served: Served) ->
     hang = f"{sys.executable} -c \"import time; time.sleep(30)\""
     out = await KINDS["command"](msg(), target("command", {}, command=hang, timeout_s=0.5), served.http)
     assert (out.ok, out.outcome) == (False, "timeout")
+
+
+async def test_apprise_delivers_only_when_apprise_reports_success(served: Served) -> None:
+    url = served.base.replace("http://", "json://") + "/apprise/a1"
+    out = await KINDS["apprise"](msg(), target("apprise", {"url": url}), served.http)
+    assert out.ok, out.error
+    [got] = served.platforms.received["a1"]
+    assert (got["title"], got["message"]) == (title(REPORT), text(REPORT))
+    served.platforms.fail("a1", error(500))
+    out = await KINDS["apprise"](msg(), target("apprise", {"url": url}), served.http)
+    assert not out.ok and "failed" in out.error
+    out = await KINDS["apprise"](msg(), target("apprise", {"url": "nonsense-scheme://x"}), served.http)
+    assert not out.ok and "cannot use this URL" in out.error
