@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import msgspec
 from nats.js.client import JetStreamContext
 
@@ -23,8 +22,6 @@ from events.core.client import EventClient
 from events.core.errors import Conflict, EventError, ValidationError
 from events.core.keyring import Keyring, KeyringError, mask
 from events.core.subjects import check_id
-from events.reports import ReportFiled, text, title
-from services.notifier.kinds import KINDS, Message, Outcome, Target
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +119,6 @@ def view(keyring: Keyring | None, t: domain.Target) -> dict[str, Any]:
         out["secrets_error"] = str(exc)
     out["updated_at"] = t.updated_at.isoformat() if t.updated_at else None
     return out
-
-
-async def send_test(keyring: Keyring | None, state: domain.Target, timeout_s: float) -> Outcome:
-    """One test message straight to the platform (not queued, not recorded): its verdict."""
-    secrets = opened(keyring, state)
-    report = ReportFiled(title=f"agentledger test message for {state.name}", source="targets test",
-                         body=f"sent {datetime.now(UTC).isoformat(timespec='seconds')}", targets=[state.name])
-    msg = Message(f"test-{state.name}", state.name, title(report), text(report), report)
-    async with aiohttp.ClientSession() as http:
-        return await KINDS[state.kind](msg, Target(state.name, state.kind, state.settings, secrets, timeout_s), http)
 
 
 def _convert(cls: type, data: dict[str, Any]) -> Any:

@@ -17,6 +17,7 @@ from events.core.client import EventClient
 from events.core.errors import EventError
 from services import targets
 from services.cli import output as show
+from services.notifier import probe
 from services.runtime.connection import connect_once
 from services.settings import Settings
 
@@ -94,7 +95,7 @@ async def test(args: argparse.Namespace, settings: Settings) -> int:
     state = states.get(args.name, (domain.initial_state(args.name), 0))[0]
     if not state.live:
         raise TargetRefused(f"target {args.name} does not exist")
-    outcome = await targets.send_test(settings.load_keyring(), state, settings.report_timeout_s)
+    outcome = await probe.send_test(settings.load_keyring(), state, settings.report_timeout_s)
     if outcome.ok:
         show.line(f"{args.name}: delivered" + (f" (message id {outcome.message_id})" if outcome.message_id else ""))
         return 0

@@ -19,6 +19,7 @@ from services.gateway.admin import admin
 from services.gateway.body import json_body, json_response, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import EVENTS, KEYRING, NC, SETTINGS
+from services.notifier import probe
 
 
 def _rule(exc: domain.TargetRuleError) -> HttpError:
@@ -96,7 +97,7 @@ async def test_target(request: web.Request) -> web.Response:
     name = check_id(request.match_info["name"], "name")
     state = await _state(request, name)
     try:
-        outcome = await targets.send_test(request.app.get(KEYRING), state, request.app[SETTINGS].report_timeout_s)
+        outcome = await probe.send_test(request.app.get(KEYRING), state, request.app[SETTINGS].report_timeout_s)
     except targets.KeyringMissing as exc:
         raise HttpError(503, "no_keyring", str(exc)) from None
     return json_response({"name": name, "ok": outcome.ok, "status_code": outcome.status_code,

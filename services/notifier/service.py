@@ -33,9 +33,11 @@ from events import reports, targets
 from events.core.client import EventClient
 from events.core.errors import EventError
 from events.core.keyring import Keyring, KeyringError
+from services import targets as targets_path
 from services.notifier.fold import Fold
 from services.notifier.kinds import KINDS, Message, Outcome, Target
 from services.settings import Settings
+from services.targets import KeyringMissing
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class Notifier:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Fold the streams, then deliver until cancelled."""
+        await self.check_keys()
         async with aiohttp.ClientSession() as http, anyio.create_task_group() as tg:
             self.http = http
             await tg.start(self.fold.run)
@@ -86,6 +89,17 @@ class Notifier:
                         tg.start_soon(self._worker, name)
                 await changed.wait()
                 changed.clear()
+
+    async def check_keys(self) -> None:
+        """Start-up check, as the gateway does for backends: every live target's secrets open
+        with this keyring, else stop naming the key id, rather than fail every delivery later."""
+        states = await targets_path.load(self.client.js)
+        tokens = [t.secrets for t, _ in states.values() if t.live and t.secrets]
+        if tokens and self.keyring is None:
+            raise KeyringMissing("targets have encrypted secrets but no keyring is configured: "
+                                 "set AGENTLEDGER_KEYRING or keyring_file")
+        if self.keyring is not None:
+            self.keyring.require(tokens)
 
     async def _worker(self, name: str) -> None:
         changed = self.fold.listen()

@@ -89,3 +89,17 @@ async def test_target_secrets_never_reach_the_stream_in_clear(
     await add_target(client, "d", {"kind": "discord", "url": url})
     raw = [m for _, m in await history(client, "targets")]
     assert raw and all("secret-webhook-token-123" not in repr(m) for m in raw)
+
+
+async def test_a_notifier_without_the_keyring_of_its_targets_stops_at_start(client: EventClient) -> None:
+    import pytest
+
+    from events.core.keyring import Keyring, UnknownKeyId, new_key
+    from services.targets import KeyringMissing
+
+    await add_target(client, "d", {"kind": "slack", "url": "https://hooks.slack.invalid/x"})
+    with pytest.raises(KeyringMissing, match="no keyring"):
+        await Notifier(client.nc, keyring=None).check_keys()  # what `run` does first
+    with pytest.raises(UnknownKeyId, match="k1"):
+        await Notifier(client.nc, keyring=Keyring({"k9": new_key()})).check_keys()
+    await Notifier(client.nc, keyring=RING).check_keys()
