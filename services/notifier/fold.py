@@ -39,6 +39,7 @@ class Fold:
         self.targets: dict[str, targets.Target] = {}
         self.folded: dict[str, int] = dict.fromkeys(DOMAINS, 0)
         self._listeners: list[asyncio.Event] = []
+        self._own: set[int] = set()  # REPORTS seqs we folded at their ack, not yet seen again
         self._buffer = Buffer(batch_size=4096, batch_ms=1, capacity=16384)
         self._streams = {stream_name(d): d for d in DOMAINS}
 
@@ -70,12 +71,15 @@ class Fold:
                 domain = self._streams[stream]
                 self.folded[domain] = seq
                 aggregate = subject.split(".")[1] if subject.count(".") == 2 else ""
-                if domain == "reports" and self.board.last_seq.get(aggregate, 0) >= seq:
-                    continue  # our own event, folded when JetStream acked it
+                if domain == "reports" and seq in self._own:
+                    self._own.discard(seq)  # our own event, folded when JetStream acked it
+                    continue
                 try:
                     event = codec.decode(subject, data)
                 except EventError as exc:  # kept in the stream, skipped by every reader alike
                     log.debug("%s seq %d: undecodable, skipped: %s", subject, seq, exc)
+                    if domain == "reports":  # still the report's last seq for our appends' OCC
+                        self.board.last_seq[aggregate] = seq
                     continue
                 self._evolve(domain, aggregate, event, at_from_ns(ns), seq)
             self._notify()
@@ -101,5 +105,20 @@ class Fold:
 
     def apply_own(self, report_id: str, events: list[reports.ReportEvent], seqs: list[int], at: datetime) -> None:
         for event, seq in zip(events, seqs, strict=True):
-            self.board.apply(report_id, event, at, seq)
+            if seq > self.folded["reports"]:  # else the consumer has folded it already
+                self._own.add(seq)
+                self.board.apply(report_id, event, at, seq)
         self._notify()
+
+    async def reach(self, seq: int | None, timeout: float) -> None:
+        """Wait (bounded) until the REPORTS consumer has folded `seq` (None: the stream's last)."""
+        if seq is None:
+            seq = (await self.last_seqs())["reports"]
+        changed = self.listen()
+        try:
+            with anyio.move_on_after(timeout):
+                while self.folded["reports"] < seq:
+                    await changed.wait()
+                    changed.clear()
+        finally:
+            self._listeners.remove(changed)

@@ -31,7 +31,7 @@ from nats.aio.client import Client as NATS
 
 from events import reports, targets
 from events.core.client import EventClient
-from events.core.errors import EventError
+from events.core.errors import Conflict, EventError
 from events.core.keyring import Keyring, KeyringError
 from services import targets as targets_path
 from services.notifier.fold import Fold
@@ -187,30 +187,37 @@ class Notifier:
         return Target(name, t.kind, t.settings, secrets, self.timeout_s)
 
     async def record(self, report_id: str, target: str, outcome: Outcome) -> None:
-        """Decide on the outcome and append what it gives; retried until acked."""
-        now = self.clock()
-        state = self.fold.board.get(report_id)
-        cmd = reports.Record(target=target, ok=outcome.ok, outcome=outcome.outcome,
-                             status_code=outcome.status_code, error=outcome.error,
-                             message_id=outcome.message_id, retry_after_s=outcome.retry_after_s,
-                             jitter=self.jitter())
-        events = reports.decide(cmd, state, now, self.policy)
-        if not events:
-            return
-        n = state.deliveries[target].attempts + 1
-        ids = [f"{e.name}:{report_id}:{target}:{n}" for e in events]
-        tries = 0
+        """Decide on the outcome and append what it gives, expecting the report's last seq as
+        folded: an operator's abandon or retry that landed meanwhile is folded first and the
+        outcome decided again on it. A failed append (NATS away) is retried until acked."""
+        jitter, tries = self.jitter(), 0
         while True:
+            now = self.clock()
+            state = self.fold.board.get(report_id)
+            expected = self.fold.board.last_seq.get(report_id, 0)
+            cmd = reports.Record(target=target, ok=outcome.ok, outcome=outcome.outcome,
+                                 status_code=outcome.status_code, error=outcome.error,
+                                 message_id=outcome.message_id, retry_after_s=outcome.retry_after_s,
+                                 jitter=jitter)
+            events = reports.decide(cmd, state, now, self.policy)
+            if not events:
+                return
+            n = state.deliveries[target].attempts + 1
+            ids = [f"{e.name}:{report_id}:{target}:{n}" for e in events]
             try:
-                seqs = await self.client.append(report_id, events, expected_seq=None, msg_ids=ids)
-                break
+                seqs = await self.client.append(report_id, events, expected_seq=expected, msg_ids=ids)
+            except Conflict as exc:
+                await self.fold.reach(exc.last_seq, self.timeout_s)
+                continue
             except EventError as exc:
                 pause = RECORD_RETRY_S[min(tries, len(RECORD_RETRY_S) - 1)]
                 tries += 1
                 log.error("report %s to %s: recording %s failed (try %d), retrying in %.1fs: %s",
                           report_id, target, events[0].name, tries, pause, exc)
                 await anyio.sleep(pause)
-        self.fold.apply_own(report_id, events, seqs, now)
+                continue
+            self.fold.apply_own(report_id, events, seqs, now)
+            return
 
 
 async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -103,3 +103,20 @@ async def test_a_notifier_without_the_keyring_of_its_targets_stops_at_start(clie
     with pytest.raises(UnknownKeyId, match="k1"):
         await Notifier(client.nc, keyring=Keyring({"k9": new_key()})).check_keys()
     await Notifier(client.nc, keyring=RING).check_keys()
+
+
+async def test_an_abandon_that_lands_during_an_attempt_wins_over_its_outcome(
+    client: EventClient, served: Served,
+) -> None:
+    await add_target(client, "slow", {"kind": "slack", "url": f"{served.base}/slack/slow"})
+    gate = served.platforms.hold("slow")
+    [rid] = await file_many(client, 1, ["slow"])
+    async with running(notifier(client)):
+        await eventually(lambda: served.platforms.waiting["slow"] == 1, what="the attempt in flight")
+        await ReportClient(client).abandon(rid, reason="not needed any more", target="slow")
+        [after] = await file_many(client, 1, ["slow"])  # sent only once the first is settled
+        gate.set()
+        await eventually(lambda: _delivered(client, "slow", 1), what="the next report delivered")
+    names = [s.rsplit(".", 1)[1] for s, _ in await history(client) if s.split(".")[1] == rid]
+    assert names == ["filed", "abandoned"]  # the late 2xx recorded nothing over the operator's decision
+    assert len(served.platforms.received["slow"]) == 2 and after != rid
