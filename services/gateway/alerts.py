@@ -21,6 +21,7 @@ from aiohttp import web
 from events import alerts
 from events import targets as targets_domain
 from events.core import codec, reader
+from events.core.errors import Conflict, Unavailable
 from events.reports import AlreadyFiled
 from events.reports.client import ReportClient
 from services.gateway.body import json_body, json_response
@@ -28,6 +29,7 @@ from services.gateway.errors import HttpError
 from services.gateway.keys import EVENTS, SETTINGS
 
 log = logging.getLogger(__name__)
+RETRIES = 5
 
 
 async def post_alertmanager(request: web.Request) -> web.Response:
@@ -49,18 +51,33 @@ async def post_alertmanager(request: web.Request) -> web.Response:
         routes[severity] = [n for n in names if n in live]
     recorded, notices = 0, []
     for alert in hook.alerts:
+        events = await _record(client, alert, hook.group_key, routes)
+        recorded += len(events)
+        notices += [e.notice for e in events if e.notice]
+    return json_response({"alerts": len(hook.alerts), "recorded": recorded, "notices": notices})
+
+
+async def _record(client: Any, alert: alerts.Alert, group_key: str,
+                  routes: dict[str, list[str]]) -> list[alerts.AlertEvent]:
+    """Decide on the fingerprint's state and append; a lost race (a second Alertmanager replica
+    posting the same alert) decides again, and finds it recorded: never a 409 Alertmanager drops."""
+    for attempt in range(1, RETRIES + 1):
         state, seq = (await reader.fold(client.js, "alerts", alerts.initial_state, alerts.evolve,
                                         alert.fingerprint)).get(alert.fingerprint, (alerts.initial_state(alert.fingerprint), 0))
-        events = alerts.decide(alerts.Receive(alert=alert, group_key=hook.group_key, routes=routes), state,
+        events = alerts.decide(alerts.Receive(alert=alert, group_key=group_key, routes=routes), state,
                                datetime.now(UTC))
-        for event in events:
-            if event.notice:
-                await _file_notice(client, alert.fingerprint, event)
-                notices.append(event.notice)
-            await client.append(alert.fingerprint, [event], expected_seq=seq,
-                                msg_ids=[f"alert:{alert.fingerprint}:{alert.status}:{alert.starts_at}"])
-            recorded += 1
-    return json_response({"alerts": len(hook.alerts), "recorded": recorded, "notices": notices})
+        try:
+            for event in events:
+                if event.notice:
+                    await _file_notice(client, alert.fingerprint, event)
+                await client.append(alert.fingerprint, [event], expected_seq=seq,
+                                    msg_ids=[f"alert:{alert.fingerprint}:{alert.status}:{alert.starts_at}"])
+        except Conflict:
+            if attempt == RETRIES:
+                raise Unavailable(f"alert {alert.fingerprint} kept changing; Alertmanager will retry") from None
+            continue
+        return events
+    return []  # pragma: no cover
 
 
 async def _file_notice(client: Any, fingerprint: str, event: alerts.AlertEvent) -> None:
