@@ -62,3 +62,31 @@ async def test_file_dry_run_drain_retry_and_abandon(
     tested = await cli(nats_url, tmp_path, "targets", "test", "owner")
     assert tested.code == 0 and "owner: delivered" in tested.out
     assert "test message for owner" in served.platforms.received["owner-secret-path"][-1]
+
+
+async def test_list_and_show_read_the_reports_projection(
+    client: EventClient, served: Served, nats_url: str, tmp_path: Path,
+) -> None:
+    from events.reports.client import ReportClient
+    from services.projector.service import ProjectorHost
+    from services.settings import Settings
+    from tests.hosting import running
+    from tests.polling import eventually
+    from tests.services.notifier.stack import add_target
+
+    await add_target(client, "owner", {"kind": "slack", "url": f"{served.base}/slack/o"})
+    await ReportClient(client).file("r1", team="t", worker="w", progress="10%", targets=["owner"])
+    settings = Settings(nats_url=nats_url, home=str(tmp_path / "home"), batch_ms=20)
+    async with running(ProjectorHost(settings, client.nc, ["reports"])):  # type: ignore[arg-type]
+
+        async def listed() -> list[dict[str, object]]:
+            out = await cli(nats_url, tmp_path, "reports", "list", "--status", "pending", "--json")
+            return json.loads(out.out) if out.code == 0 else []
+
+        [row] = await eventually(listed)
+        assert (row["id"], row["progress"], row["state"]) == ("r1", "10%", "pending")
+        shown = await cli(nats_url, tmp_path, "reports", "show", "r1", "--json")
+        assert shown.code == 0, shown.err
+        assert [d["target"] for d in json.loads(shown.out)["deliveries"]] == ["owner"]
+        missing = await cli(nats_url, tmp_path, "reports", "show", "nope")
+        assert missing.code == 1 and "report nope does not exist" in missing.err
