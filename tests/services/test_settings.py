@@ -131,3 +131,23 @@ def test_the_session_file_template_knows_only_agent_id_and_names_the_setting(tmp
 def test_an_empty_session_file_means_unset() -> None:
     assert load(env={}).dispatch_session_file is None
     assert load(env={"AGENTLEDGER_DISPATCH_SESSION_FILE": ""}).dispatch_session_file is None
+
+
+def test_alert_routes_are_read_and_a_malformed_one_names_the_setting() -> None:
+    routes = load(env={"AGENTLEDGER_ALERT_ROUTES": "critical=owner,pager; warning=coo"}).routes()
+    assert routes == {"critical": ["owner", "pager"], "warning": ["coo"]}
+    with pytest.raises(SettingsError, match="AGENTLEDGER_ALERT_ROUTES.*'urgent=x' is not"):
+        load(env={"AGENTLEDGER_ALERT_ROUTES": "urgent=x"})
+
+
+def test_the_alertmanager_token_is_a_secret_and_open_when_unset() -> None:
+    s = load(env={"AGENTLEDGER_ALERTMANAGER_TOKEN": "am-secret"})
+    assert "am-secret" not in repr(s) and s.alertmanager_token_ok("am-secret") and not s.alertmanager_token_ok("x")
+    assert load(env={}).alertmanager_token_ok("")
+
+
+def test_the_notifier_runs_inside_up_unless_disabled() -> None:
+    from services.up import default_services
+
+    assert "notifier" in default_services(load(env={}))
+    assert "notifier" not in default_services(load(env={"AGENTLEDGER_NOTIFIER_ENABLED": "false"}))
