@@ -30,6 +30,7 @@ class Platforms:
         self._ids = 0
         self.gates: dict[str, asyncio.Event] = {}  # a key's requests wait until its gate opens
         self.waiting: dict[str, int] = defaultdict(int)
+        self._hold_after: dict[str, int] = {}
 
     def fail(self, key: str, *answers: web.Response) -> None:
         self._script[key].extend(answers)
@@ -46,13 +47,15 @@ class Platforms:
         ])
         return app
 
-    def hold(self, key: str) -> asyncio.Event:
-        """Requests to `key` wait until the returned event is set."""
+    def hold(self, key: str, after: int = 0) -> asyncio.Event:
+        """Requests to `key`, once `after` of them were received, wait until the event is set."""
         self.gates[key] = asyncio.Event()
+        self._hold_after[key] = after
         return self.gates[key]
 
     async def _gate(self, key: str) -> None:
-        if (gate := self.gates.get(key)) is not None:
+        gate = self.gates.get(key)
+        if gate is not None and len(self.received[key]) >= self._hold_after[key]:
             self.waiting[key] += 1
             await gate.wait()
 
