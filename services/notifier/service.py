@@ -33,7 +33,7 @@ from events import reports, targets
 from events.core.client import EventClient
 from events.core.errors import Conflict, EventError
 from events.core.keyring import Keyring, KeyringError
-from services import targets as targets_path
+from services import targets as target_commands
 from services.notifier.fold import Fold
 from services.notifier.kinds import KINDS, Message, Outcome, Target
 from services.settings import Settings
@@ -93,7 +93,7 @@ class Notifier:
     async def check_keys(self) -> None:
         """Start-up check, as the gateway does for backends: every live target's secrets open
         with this keyring, else stop naming the key id, rather than fail every delivery later."""
-        states = await targets_path.load(self.client.js)
+        states = await target_commands.load(self.client.js)
         tokens = [t.secrets for t, _ in states.values() if t.live and t.secrets]
         if tokens and self.keyring is None:
             raise KeyringMissing("targets have encrypted secrets but no keyring is configured: "
@@ -123,6 +123,8 @@ class Notifier:
         its oldest pending reports up to `max_count` (None: all), stopping that target at its
         first failure; backoff is not waited for. Dry run: what would be sent, nothing sent or
         written. Returns one row per report looked at."""
+        if not dry_run:
+            await self.check_keys()
         async with aiohttp.ClientSession() as http, anyio.create_task_group() as tg:
             self.http = http
             await tg.start(self.fold.run)
