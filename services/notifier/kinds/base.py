@@ -9,7 +9,7 @@ scrubbed of the target's secrets (URLs with tokens, bot tokens) before they go a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -56,7 +56,7 @@ class Target:
     name: str
     kind: str
     settings: Mapping[str, Any]
-    secrets: Mapping[str, str]
+    secrets: Mapping[str, str] = field(repr=False)  # never in a repr, a log line or an answer
     timeout_s: float = 10.0
 
 

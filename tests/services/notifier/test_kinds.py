@@ -120,3 +120,7 @@ async def test_apprise_delivers_only_when_apprise_reports_success(served: Served
     assert not out.ok and "failed" in out.error
     out = await KINDS["apprise"](msg(), target("apprise", {"url": "nonsense-scheme://x"}), served.http)
     assert not out.ok and "cannot use this URL" in out.error
+
+
+def test_a_targets_repr_never_shows_its_secrets() -> None:
+    assert BOT_TOKEN not in repr(target("telegram", {"bot_token": BOT_TOKEN}, chat_id="42"))
