@@ -1,3 +1,3 @@
 """Imports every domain module so that their events are registered before anything decodes."""
 
-from events import agents, calendar, mail, providers, tasks, usage  # noqa: F401
+from events import agents, alerts, calendar, mail, providers, reports, targets, tasks, usage  # noqa: F401

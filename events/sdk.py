@@ -1,6 +1,6 @@
 """The SDK in one import: what an agent's script needs to write events and send task commands.
 
-`from events.sdk import EventClient, TaskManager` is the stable public path; the modules behind it
+`from events.sdk import EventClient, ReportClient, TaskManager` is the stable public path; the modules behind it
 (`events.core.client`, `events.tasks.client`) may move. Event types stay in their domains
 (`events.agents.AgentHeartbeat`, `events.tasks.TaskCreated`, ...).
 """
@@ -14,16 +14,19 @@ from events.core.errors import (
     UnknownEvent,
     ValidationError,
 )
+from events.reports.client import Filed, ReportClient
 from events.tasks.client import NotFound, TaskClient, TaskManager
 
 __all__ = [
     "Conflict",
     "EventClient",
     "EventError",
+    "Filed",
     "Forbidden",
     "NotFound",
     "PublishError",
     "Refused",
+    "ReportClient",
     "TaskClient",
     "TaskManager",
     "Unavailable",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from projections import agents, calendar, providers, tasks
+from projections import agents, calendar, providers, reports, tasks
 
-PROJECTIONS: dict[str, ModuleType] = {m.NAME: m for m in (agents, tasks, providers, calendar)}
+PROJECTIONS: dict[str, ModuleType] = {m.NAME: m for m in (agents, tasks, providers, calendar, reports)}
 
 
 class UnknownProjection(KeyError):

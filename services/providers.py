@@ -17,24 +17,19 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import nats.js.errors
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from events import providers as domain
-from events.core import codec
+from events.core import reader
 from events.core.client import EventClient
 from events.core.errors import Conflict, EventError
 from events.core.keyring import Keyring, UnknownKeyId, key_id_of
-from events.core.meta import at_from_ns, parse_ack_subject
 from events.core.streams import stream_name
-from events.core.subjects import aggregate_filter, domain_filter
 
 log = logging.getLogger(__name__)
 
 STREAM = stream_name("providers")
 RETRIES = 5
-FETCH = 256
 
 Clock = Callable[[], datetime]
 
@@ -45,32 +40,7 @@ def utc_now() -> datetime:
 
 async def load(js: JetStreamContext, backend_id: str | None = None) -> dict[str, tuple[domain.Backend, int]]:
     """Every backend (or one) as folded from the stream, with its last seq; deleted ones included."""
-    subject = aggregate_filter("providers", backend_id) if backend_id else domain_filter("providers")
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
-                            filter_subject=subject, inactive_threshold=30.0, mem_storage=True)
-    try:
-        sub = await js.pull_subscribe(subject, stream=STREAM, config=config)
-    except nats.js.errors.NotFoundError:
-        return {}
-    states: dict[str, tuple[domain.Backend, int]] = {}
-    try:
-        pending = (await sub.consumer_info()).num_pending
-        while pending > 0:
-            for msg in await sub.fetch(min(pending, FETCH), timeout=5.0):
-                pending -= 1
-                meta = parse_ack_subject(msg.reply)
-                aggregate = msg.subject.split(".")[1]
-                state = states.get(aggregate, (domain.initial_state(aggregate), 0))[0]
-                try:
-                    event = codec.decode(msg.subject, msg.data)
-                except EventError as exc:  # kept in the stream, skipped by every reader alike
-                    log.debug("%s seq %d: undecodable, skipped: %s", msg.subject, meta.seq, exc)
-                else:
-                    state, _ = domain.evolve(state, event, at_from_ns(meta.at_ns))  # type: ignore[arg-type]
-                states[aggregate] = (state, meta.seq)
-    finally:
-        await sub.unsubscribe()
-    return states
+    return await reader.fold(js, "providers", domain.initial_state, domain.evolve, backend_id)
 
 
 async def execute(

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from events.core.keyring import Keyring, KeyringError
+from events.reports import Policy
 from services.dispatcher.policy import TemplateError, check_session_file
 from services.runtime import credentials
 
@@ -27,7 +28,7 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 PositiveF = Annotated[float, msgspec.Meta(gt=0)]
 ENV_PREFIX = "AGENTLEDGER_"
-SECRETS = ("admin_token", "gateway_keys", "keyring", "calendar_token")  # never in a repr, a log line or an answer
+SECRETS = ("admin_token", "gateway_keys", "keyring", "calendar_token", "alertmanager_token")  # never in a repr, a log line or an answer
 HASHED = "sha256:"
 
 
@@ -79,6 +80,20 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # proxy: health probe of every enabled backend (GET <base>/models)
     probe_interval_s: PositiveF = 30.0
     probe_timeout_s: PositiveF = 5.0
+    # notifier (inside `up` unless notifier_enabled is false): retries of a failing delivery
+    # (backoff base x 2^(n-1) up to max, jittered down by up to report_jitter of itself), when
+    # to give up, and each send's timeout. alert_routes: severity -> target names,
+    # `critical=owner;warning=coo` (info is recorded, never sent); alertmanager_token: the
+    # Bearer token Alertmanager's http_config sends (unset: POST /api/alertmanager is open)
+    notifier_enabled: bool = True
+    report_timeout_s: PositiveF = 10.0
+    report_backoff_base_s: PositiveF = 1.0
+    report_backoff_max_s: PositiveF = 300.0
+    report_jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
+    report_max_attempts: Positive = 12
+    report_max_age_s: PositiveF = 86_400.0
+    alert_routes: str = "critical=owner;warning=coo"
+    alertmanager_token: str | None = None
     # gateway secrets (SECRETS): the admin API is disabled without admin_token; gateway_keys are
     # the proxy's client keys, comma-separated, kept only as `sha256:<hex>` once loaded (a value
     # already of that form is taken as a hash); the keyring is `k1=<base64 32 bytes>,...` given
@@ -124,6 +139,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ZoneInfo(self.calendar_timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {self.calendar_timezone!r} - at `$.calendar_timezone`") from None
+        if self.alertmanager_token == "":
+            self.alertmanager_token = None
+        self.routes()  # a malformed alert_routes fails at start, naming the setting
         if self.dispatch_session_file == "":
             self.dispatch_session_file = None
         if self.dispatch_session_file is not None:
@@ -147,6 +165,30 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         hashed here: a client presenting a stored hash does not pass)."""
         digest = HASHED + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
         return any([hmac.compare_digest(digest, h) for h in self.gateway_keys])  # noqa: C419 - compare all
+
+    def alertmanager_token_ok(self, token: str) -> bool:
+        """True when no token is configured (the route is open, as Alertmanager's default)."""
+        if not self.alertmanager_token:
+            return True
+        return hmac.compare_digest(token.encode(), self.alertmanager_token.encode())
+
+    def routes(self) -> dict[str, list[str]]:
+        """`alert_routes` as severity -> target names."""
+        out: dict[str, list[str]] = {}
+        for part in filter(None, (p.strip() for p in self.alert_routes.split(";"))):
+            severity, sep, names = part.partition("=")
+            targets = [n.strip() for n in names.split(",") if n.strip()]
+            if not sep or severity.strip() not in ("critical", "warning", "info") or not all(
+                    re.fullmatch(r"[A-Za-z0-9_-]{1,128}", n) for n in targets):
+                raise ValueError(f"alert_routes: {part!r} is not <critical|warning|info>=<target>[,<target>...]"
+                                 " - at `$.alert_routes`")
+            out[severity.strip()] = targets
+        return out
+
+    def report_policy(self) -> Policy:
+        return Policy(base_s=self.report_backoff_base_s, max_s=self.report_backoff_max_s,
+                      jitter=self.report_jitter, max_attempts=self.report_max_attempts,
+                      max_age_s=self.report_max_age_s)
 
     def admin_token_ok(self, token: str) -> bool:
         """False when no admin token is configured: the admin API is disabled, never open."""

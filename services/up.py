@@ -101,7 +101,8 @@ def tighten(settings: Settings) -> None:
 
 def default_services(settings: Settings | None = None) -> dict[str, Service]:
     """The services `up` runs, in start order (imported late: they pull in DuckDB and aiohttp);
-    the dispatcher when `dispatch_mode` is not off, the scheduler when `calendar_url` is set."""
+    the notifier unless `notifier_enabled` is false; the dispatcher when `dispatch_mode` is not
+    off, the scheduler when `calendar_url` is set."""
     from services.gateway import app as gateway
     from services.projector import service as projector
     from services.tasks import service as tasks
@@ -109,6 +110,10 @@ def default_services(settings: Settings | None = None) -> dict[str, Service]:
     services: dict[str, Service] = {
         "projector": projector.serve, "tasks": tasks.serve, "gateway": gateway.serve
     }
+    if settings is None or settings.notifier_enabled:
+        from services.notifier import service as notifier
+
+        services["notifier"] = notifier.serve
     if settings is not None and settings.dispatch_mode != "off":
         from services.dispatcher import loop as dispatcher
 

@@ -54,7 +54,7 @@ async def run_example(code: str, nats_url: str, cwd: Path) -> subprocess.Complet
 async def test_the_sdk_example_publishes_a_heartbeat(
     client: EventClient, nats_url: str, tmp_path: Path
 ) -> None:
-    proc = await run_example(example("EventClient.connect("), nats_url, tmp_path)
+    proc = await run_example(example("stored at seq"), nats_url, tmp_path)
     assert re.fullmatch(r"stored at seq \d+\n", proc.stdout)
 
 
@@ -75,3 +75,16 @@ async def test_the_task_manager_example_prints_the_tree_and_runs_again(
     for proc in (first, again):
         assert proc.stdout.startswith("[") and "'id': 'TC-FLOW-001'" in proc.stdout, proc.stdout
     assert "'status': 'review'" in again.stdout
+
+
+async def test_the_report_client_example_files_a_report(
+    client: EventClient, nats_url: str, tmp_path: Path
+) -> None:
+    from events.core.keyring import Keyring, new_key
+    from services import targets
+
+    ring = Keyring({"k1": new_key()})
+    cmd = targets.created(ring, "owner", {"kind": "slack", "url": "https://hooks.slack.invalid/x"})
+    await targets.execute(client, "owner", lambda _: cmd)
+    proc = await run_example(example("ReportClient(client)"), nats_url, tmp_path)
+    assert re.fullmatch(r"filed r[0-9A-Z]{26} to owner\n", proc.stdout)

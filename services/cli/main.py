@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from services.cli import access, calendar, keys, ledger, read, rebuild, run, tasks
+from services.cli import access, calendar, keys, ledger, read, rebuild, reports, run, targets, tasks
 from services.cli import output as show
 from services.runtime import logs, loop
 from services.settings import Settings, SettingsError, load
@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--http-port", type=int, default=None, help="gateway HTTP port")
 
     c = command("serve", run.serve, "run one service alone against the configured NATS")
-    c.add_argument("service", choices=["gateway", "projector", "tasks", "scheduler"])
+    c.add_argument("service", choices=["gateway", "projector", "tasks", "scheduler", "notifier"])
     c.add_argument(
         "--only",
         action="append",
@@ -122,6 +122,8 @@ def parser() -> argparse.ArgumentParser:
     keys.add_parsers(sub, common)
     access.add_parsers(sub, common)
     calendar.add_parsers(sub, common)
+    reports.add_parsers(sub, common)
+    targets.add_parsers(sub, common)
     return p
 
 

@@ -98,6 +98,13 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         target = scheduler.serve
         what = f"scheduler of claw {settings.claw_identifier} syncing from {settings.calendar_url}"
+    elif args.service == "notifier":
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        from services.notifier import service as notifier
+
+        target = notifier.serve
+        what = "notifier delivering reports"
     else:
         from projections import catalog
         from services.projector import service as projector

@@ -18,6 +18,7 @@ from projections.runtime.protocol import QueryClient
 from services.gateway import (
     admin,
     agents,
+    alerts,
     auth,
     calendar,
     events,
@@ -25,6 +26,8 @@ from services.gateway import (
     mail,
     openapi,
     queries,
+    reports,
+    targets,
     tasks,
 )
 from services.gateway.errors import error_middleware
@@ -63,6 +66,9 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/sql", queries.post_sql),
         *admin.routes(),
         *calendar.routes(),
+        *targets.routes(),
+        *reports.routes(),
+        *alerts.routes(),
         web.get("/v1/models", proxy.list_models),
         web.post("/v1/chat/completions", proxy.chat_completions),
         web.post("/v1/completions", proxy.completions),

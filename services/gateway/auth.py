@@ -30,7 +30,8 @@ from services.settings import Settings, SettingsError
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READ_POSTS = frozenset({"/api/sql"})
 GUARDED = ("/api/", "/calendar/", "/monitor/")  # the seed's calendar backend API writes events too
-ADMIN_WRITES = ("/api/calendar/slots",)  # the schedule itself: operators only
+ADMIN_WRITES = ("/api/calendar/slots",)
+ALERTMANAGER = "/api/alertmanager"  # its own token (alertmanager_token), as Alertmanager sends it  # the schedule itself: operators only
 WRITERS = frozenset({ADMIN, AGENT})
 
 
@@ -75,6 +76,13 @@ def caller(request: web.Request) -> Principal | None:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     if not path.startswith(GUARDED) or path.startswith("/api/admin/"):
+        return await handler(request)
+    if path == ALERTMANAGER:
+        # Alertmanager sends the token of its http_config; the route checks it. Without one
+        # configured the route is open, so only to this machine.
+        if not request.app[SETTINGS].alertmanager_token and not loopback(request.app[SETTINGS].http_host):
+            raise HttpError(401, "unauthorized", "set alertmanager_token: this gateway is reachable "
+                            "from other machines")
         return await handler(request)
     who = principal_of(request)
     if request.headers.get("Authorization") and who is None:

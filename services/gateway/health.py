@@ -17,9 +17,11 @@ from aiohttp import web
 from projections.runtime.protocol import QueryError
 from services.gateway.body import json_response
 from services.gateway.keys import NC, PROXY, QUERIES, TELEMETRY
+from services.runtime.telemetry import Observed
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0
+OUTCOMES = ("delivered", "failed", "rate_limited", "timeout")  # zeros for series known in advance
 
 
 async def projections_health(request: web.Request) -> tuple[dict[str, Any] | None, str | None]:
@@ -60,6 +62,17 @@ async def get_health(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+async def _report_metrics(request: web.Request, observed: Observed) -> None:
+    rows = (await request.app[QUERIES].query("reports", "metrics")).records()
+    now = time.time()
+    observed.report_pending = {r["target"]: float(r["pending"]) for r in rows}
+    observed.report_oldest_s = {r["target"]: max(0.0, now - r["oldest_pending_s"]) if r["oldest_pending_s"] else 0.0
+                                for r in rows}
+    counts = {(r["target"], o): 0.0 for r in rows for o in OUTCOMES}
+    counts |= {(r["target"], r["outcome"]): float(r["n"]) for r in rows if r["outcome"]}
+    observed.report_deliveries = counts
+
+
 async def get_metrics(request: web.Request) -> web.Response:
     """Pull the values held by the projector, then render the Prometheus exposition."""
     telemetry = request.app[TELEMETRY]
@@ -83,6 +96,11 @@ async def get_metrics(request: web.Request) -> web.Response:
                 observed.calendar_sync_age = {str(r[0]): float(r[1]) for r in ages.rows if r[1] is not None}
             except QueryError as exc:
                 log.warning("metrics: calendar figures unavailable: %s", exc.message)
+        if "reports" in projections:
+            try:
+                await _report_metrics(request, observed)
+            except QueryError as exc:
+                log.warning("metrics: report queues unavailable: %s", exc.message)
     return web.Response(
         body=telemetry.prometheus_text(),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

@@ -36,6 +36,7 @@ ERROR: Schema = {
     }}},
 }
 _ERRORS = {
+    502: "the target answered with an error (the message says which)",
     400: "malformed JSON, or a request the projector refuses (SQL that is not a SELECT)",
     404: "unknown id, projection or named query", 408: "the body stopped arriving",
     401: "no or a wrong Bearer token", 403: "the caller may not write this event (the rule is named)",
@@ -148,6 +149,17 @@ def document() -> Schema:
             _param("projection", "query", {"type": "string"}),
             _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200}),
             _param("offset", "query", {"type": "integer", "minimum": 0}), after], errors=(404, 422, 503, 504))},
+        "/api/reports": {
+            "post": _op("file an owner report (to the default targets unless named)", 201, JSON_OBJECT,
+                        errors=write_errors),
+            "get": _op("reports, newest first", params=[
+                _param("status", "query", {"type": "string", "maxLength": 64}),
+                _param("target", "query", ID), after], errors=(400, 422, 503, 504)),
+        },
+        "/api/reports/{id}": {"get": _op("a report, its deliveries and attempts", params=[task_id, after],
+                                         errors=(404, 422, 503, 504))},
+        "/api/alertmanager": {"post": _op("Alertmanager webhook (payload version 4)", body=JSON_OBJECT,
+                                          errors=(400, 401, 422, 503))},
         "/api/calendar/slots": {"post": _op("add a slot to agentledger's own calendar (admin)", 201,
                                             _ref("NewSlot"), errors=write_errors)},
         "/api/calendar/slots/{id}": {
@@ -185,6 +197,7 @@ def _admin(components: Schema) -> Schema:
     for body in (created, updated):
         body["properties"].update(id=ID, api_key=secret)
     backend, guarded = _param("id", "path", ID), (400, 401, 404, 409, 422, 503, 504)
+    target = _param("name", "path", ID)
     after = _param("after", "query", AFTER)
     ops = {
         "/api/admin/backends": {"get": _op("live backends, keys masked", errors=guarded),
@@ -196,6 +209,16 @@ def _admin(components: Schema) -> Schema:
             "delete": _op("delete a backend", params=[backend], errors=guarded),
         },
         "/api/admin/pools": {"get": _op("backends per pool and state", errors=guarded)},
+        "/api/admin/targets": {"get": _op("delivery targets, secrets masked", errors=guarded),
+                               "post": _op("create a target (secrets encrypted before they become events)",
+                                           201, JSON_OBJECT, errors=guarded)},
+        "/api/admin/targets/{name}": {
+            "get": _op("one target", params=[target], errors=guarded),
+            "put": _op("change a target", body=JSON_OBJECT, params=[target], errors=guarded),
+            "delete": _op("delete a target", params=[target], errors=guarded),
+        },
+        "/api/admin/targets/{name}/test": {"post": _op("send a test message to a target", params=[target],
+                                                       errors=(*guarded, 502))},
         "/api/admin/stats/total": {"get": _op("usage since the start", errors=guarded, params=[after])},
         "/api/admin/stats/hourly": {"get": _op("usage per hour", errors=guarded, params=[
             _param("backend_id", "query", ID),

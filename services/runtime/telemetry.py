@@ -54,6 +54,9 @@ class Observed:
     rejects: float = 0.0
     calendar_wakes: dict[str, float] = field(default_factory=dict)  # outcome -> wakes recorded
     calendar_sync_age: dict[str, float] = field(default_factory=dict)  # claw -> s since its last sync
+    report_pending: dict[str, float] = field(default_factory=dict)  # target -> queue depth
+    report_oldest_s: dict[str, float] = field(default_factory=dict)  # target -> oldest pending age
+    report_deliveries: dict[tuple[str, str], float] = field(default_factory=dict)  # (target, outcome)
 
 
 @dataclass
@@ -142,6 +145,26 @@ def _register_observed(provider: MeterProvider, observed: Observed) -> None:
     meter.create_observable_gauge(
         "agentledger_calendar_sync_age_seconds", [calendar_sync_age],
         description="Seconds since each claw's last successful calendar sync",
+    )
+    def pending(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"target": t}) for t, v in observed.report_pending.items()]
+
+    def oldest(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"target": t}) for t, v in observed.report_oldest_s.items()]
+
+    def deliveries(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, {"target": t, "outcome": o}) for (t, o), v in observed.report_deliveries.items()]
+
+    meter.create_observable_gauge(
+        "agentledger_reports_pending", [pending], description="Reports waiting for delivery, per target",
+    )
+    meter.create_observable_gauge(
+        "agentledger_report_oldest_pending_seconds", [oldest],
+        description="Age of the oldest report still pending for each target (0 when none)",
+    )
+    meter.create_observable_counter(
+        "agentledger_report_deliveries", [deliveries],
+        description="Delivery attempts per target and outcome (delivered, failed, rate_limited, timeout)",
     )
     meter.create_observable_gauge(
         "agentledger_agent_heartbeat_timestamp_seconds", [heartbeats],

@@ -152,3 +152,21 @@ def test_up_runs_the_scheduler_only_when_a_calendar_url_is_set() -> None:
 
     assert "scheduler" not in default_services(load(env={}))
     assert "scheduler" in default_services(load(env={"AGENTLEDGER_CALENDAR_URL": "http://127.0.0.1:8080"}))
+def test_alert_routes_are_read_and_a_malformed_one_names_the_setting() -> None:
+    routes = load(env={"AGENTLEDGER_ALERT_ROUTES": "critical=owner,pager; warning=coo"}).routes()
+    assert routes == {"critical": ["owner", "pager"], "warning": ["coo"]}
+    with pytest.raises(SettingsError, match="AGENTLEDGER_ALERT_ROUTES.*'urgent=x' is not"):
+        load(env={"AGENTLEDGER_ALERT_ROUTES": "urgent=x"})
+
+
+def test_the_alertmanager_token_is_a_secret_and_open_when_unset() -> None:
+    s = load(env={"AGENTLEDGER_ALERTMANAGER_TOKEN": "am-secret"})
+    assert "am-secret" not in repr(s) and s.alertmanager_token_ok("am-secret") and not s.alertmanager_token_ok("x")
+    assert load(env={}).alertmanager_token_ok("")
+
+
+def test_the_notifier_runs_inside_up_unless_disabled() -> None:
+    from services.up import default_services
+
+    assert "notifier" in default_services(load(env={}))
+    assert "notifier" not in default_services(load(env={"AGENTLEDGER_NOTIFIER_ENABLED": "false"}))

@@ -77,7 +77,9 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document
     args = [
         str(Path(sys.executable).with_name("st")), "run", f"{up}/api/openapi.json", "--checks", CHECKS,
         "--max-examples", str(MAX_EXAMPLES), "--seed", "10", "--generation-database", "none",
-        "--phases", "examples,coverage,fuzzing", "--workers", "2", "--no-color",
+        # no coverage phase: on this schema it trips CPython 3.11's "AST constructor recursion
+        # depth mismatch" inside hypothesis' lambda descriptions, an interpreter bug, not an answer
+        "--phases", "examples,fuzzing", "--workers", "2", "--no-color",
         "--request-timeout", "30", "--suppress-health-check", "all",
     ]
     if AUTHORIZATION:
