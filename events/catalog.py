@@ -1,3 +1,3 @@
 """Imports every domain module so that their events are registered before anything decodes."""
 
-from events import agents, mail, providers, tasks, usage  # noqa: F401
+from events import agents, mail, providers, runs, tasks, usage, watchdog  # noqa: F401

@@ -12,7 +12,9 @@ from typing import NamedTuple
 
 from events.core.errors import ValidationError
 
-DOMAINS: tuple[str, ...] = ("tasks", "agents", "providers", "usage", "reports", "calendar", "runs", "mail")
+DOMAINS: tuple[str, ...] = (
+    "tasks", "agents", "providers", "usage", "reports", "calendar", "runs", "mail", "watchdog",
+)
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _EVENT = re.compile(r"[a-z][a-z0-9_]{0,63}")
