@@ -60,12 +60,14 @@ def embedded_server(settings: Settings) -> EmbeddedNats:
 def default_services(settings: Settings | None = None) -> dict[str, Service]:
     """The services `up` runs, in start order (imported late: they pull in DuckDB and aiohttp);
     the dispatcher last, and only when `dispatch_mode` is not off."""
+    from services import watchdog
     from services.gateway import app as gateway
     from services.projector import service as projector
     from services.tasks import service as tasks
 
     services: dict[str, Service] = {
-        "projector": projector.serve, "tasks": tasks.serve, "gateway": gateway.serve
+        "projector": projector.serve, "tasks": tasks.serve, "gateway": gateway.serve,
+        "watchdog": watchdog.serve,
     }
     if settings is not None and settings.dispatch_mode != "off":
         from services.dispatcher import loop as dispatcher

@@ -78,7 +78,9 @@ def table(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str,
         try:
             out[name] = msgspec.convert(merged, ClassRules, strict=False)
         except msgspec.ValidationError as exc:
-            raise ClassError(f"agent_classes.{name}: {exc}") from None
+            text, _, where = str(exc).partition(" - at `$.")
+            field = f"{name}.{where.rstrip('`')}" if where else name
+            raise ClassError(f"agent_classes.{field}: {text}") from None
     return out
 
 

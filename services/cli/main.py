@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from services.cli import keys, ledger, read, rebuild, run, tasks
+from services.cli import agents, keys, ledger, read, rebuild, run, tasks
 from services.cli import output as show
 from services.runtime import logs, loop
 from services.settings import Settings, SettingsError, load
@@ -72,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--http-port", type=int, default=None, help="gateway HTTP port")
 
     c = command("serve", run.serve, "run one service alone against the configured NATS")
-    c.add_argument("service", choices=["gateway", "projector", "tasks"])
+    c.add_argument("service", choices=["gateway", "projector", "tasks", "watchdog"])
     c.add_argument(
         "--only",
         action="append",
@@ -115,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
 
     tasks.add_parsers(sub, common)
+    agents.add_parsers(sub, common)
     keys.add_parsers(sub, common)
     return p
 

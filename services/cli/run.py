@@ -84,6 +84,13 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         target = tasks.serve
         what = "tasks service answering on cmd.tasks.*"
+    elif args.service == "watchdog":
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        from services import watchdog
+
+        target = watchdog.serve
+        what = f"watchdog deciding every {settings.watchdog_interval_s:g}s"
     else:
         from projections import catalog
         from services.projector import service as projector
