@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from events.agents import AgentHeartbeat, AgentRegistered
 from events.core.client import EventClient
 from events.tasks.client import TaskClient
@@ -61,3 +63,42 @@ async def test_a_restarted_watchdog_repeats_no_decision(
 async def _if(value: Any, check: Any) -> Any:
     v = await value
     return v if check(v) else None
+
+
+async def test_heartbeat_rounds_warn_then_pause_and_extend_rounds_resumes(
+    settings: Settings, client: EventClient, tasks_service: Any
+) -> None:
+    nc = tasks_service
+    tc = TaskClient(nc)
+    await holding(client, tc)
+    wd = Watchdog(msgspec.structs.replace(settings, agent_classes={"dev": {"max_rounds": 10}}), nc)
+
+    async def beat(n: int) -> None:
+        await client.publish("architect", AgentHeartbeat(status="busy", current_task="T1", round=n))
+
+    async def has(*want: tuple[str, str | None]) -> bool:
+        got = await decisions(nc)
+        return all(w in got for w in want)
+
+    async with in_task(wd.fold.run):
+        for n, want in ((8, ("round_warned", "T1")), (10, ("round_paused", "T1"))):
+            await beat(n)
+            await eventually(lambda: _tick_until(wd, lambda: has(want)), what=str(want))
+        await eventually(lambda: wd.fold.fleet.tasks["T1"].status == "blocked", what="paused")
+        reply = await tc.command("extend_rounds", {"task_id": "T1", "max_rounds": 20, "by": "coo"})
+        assert [e["event"] for e in reply["events"]] == ["rounds_extended", "unblocked"]
+        await beat(16)
+        await eventually(lambda: _tick_until(wd, lambda: _count(nc, "round_warned", 2)), what="warn at 16/20")
+    kinds = [e for e in await events_of(nc, "watchdog") if e.name.startswith("round_")]
+    assert [(e.name, e.round, e.max_rounds) for e in kinds] == [
+        ("round_warned", 8, 10), ("round_paused", 10, 10), ("round_warned", 16, 20)
+    ]
+
+
+async def _tick_until(wd: Watchdog, check: Any) -> bool:
+    await wd.tick()
+    return bool(await check())
+
+
+async def _count(nc: Any, name: str, n: int) -> bool:
+    return [d[0] for d in await decisions(nc)].count(name) >= n
