@@ -83,7 +83,7 @@ async def test_heartbeat_rounds_warn_then_pause_and_extend_rounds_resumes(
     async with in_task(wd.fold.run):
         for n, want in ((8, ("round_warned", "T1")), (10, ("round_paused", "T1"))):
             await beat(n)
-            await eventually(lambda: _tick_until(wd, lambda: has(want)), what=str(want))
+            await eventually(lambda w=want: _tick_until(wd, lambda: has(w)), what=str(want))
         await eventually(lambda: wd.fold.fleet.tasks["T1"].status == "blocked", what="paused")
         reply = await tc.command("extend_rounds", {"task_id": "T1", "max_rounds": 20, "by": "coo"})
         assert [e["event"] for e in reply["events"]] == ["rounds_extended", "unblocked"]
