@@ -7,6 +7,7 @@
 
 from events.core.client import EventClient, PublishError, Refused, prepare, prepare_json
 from events.core.errors import Conflict, EventError, Unavailable, UnknownEvent, ValidationError
+from events.runs.client import RunLogger, get_logger
 from events.tasks.client import NotFound, TaskClient, TaskManager
 
 __all__ = [
@@ -16,11 +17,13 @@ __all__ = [
     "NotFound",
     "PublishError",
     "Refused",
+    "RunLogger",
     "TaskClient",
     "TaskManager",
     "Unavailable",
     "UnknownEvent",
     "ValidationError",
+    "get_logger",
     "prepare",
     "prepare_json",
 ]
