@@ -59,7 +59,7 @@ class RunLogger:
         if self.started_at is None:
             await self.start()
         self.lines += 1
-        self.set_content(text if not self.content else "\n" + text)
+        self.set_content(text + "\n")
         return await self.client.publish(
             self.run_id, RunFollowing(line=cap(text)), msg_id=f"run:{self.run_id}:line:{self.lines}"
         )
