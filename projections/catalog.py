@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from projections import agents, providers, tasks
+from projections import agents, providers, runs, tasks, watchdog
 
-PROJECTIONS: dict[str, ModuleType] = {m.NAME: m for m in (agents, tasks, providers)}
+PROJECTIONS: dict[str, ModuleType] = {m.NAME: m for m in (agents, tasks, providers, runs, watchdog)}
 
 
 class UnknownProjection(KeyError):
