@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from services.cli import agents, keys, ledger, read, rebuild, run, tasks
+from services.cli import agents, keys, ledger, read, rebuild, run, runs, tasks
 from services.cli import output as show
 from services.runtime import logs, loop
 from services.settings import Settings, SettingsError, load
@@ -116,6 +116,7 @@ def parser() -> argparse.ArgumentParser:
 
     tasks.add_parsers(sub, common)
     agents.add_parsers(sub, common)
+    runs.add_parsers(sub, common)
     keys.add_parsers(sub, common)
     return p
 

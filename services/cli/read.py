@@ -13,7 +13,7 @@ from services.settings import Settings
 
 
 @asynccontextmanager
-async def _queries(settings: Settings) -> AsyncIterator[Any]:
+async def queries(settings: Settings) -> AsyncIterator[Any]:
     from projections.runtime.protocol import QueryClient
 
     nc = await connect_once(settings.url)
@@ -24,22 +24,22 @@ async def _queries(settings: Settings) -> AsyncIterator[Any]:
 
 
 async def sql(args: argparse.Namespace, settings: Settings) -> int:
-    async with _queries(settings) as q:
+    async with queries(settings) as q:
         rows = await q.sql(args.projection, args.sql, args.limit)
-    _rows(args, rows.columns, rows.rows)
+    print_rows(args, rows.columns, rows.rows)
     if rows.truncated:
         show.note(f"(truncated at {len(rows.rows)} rows; pass --limit to change)")
     return 0
 
 
 async def rejects(args: argparse.Namespace, settings: Settings) -> int:
-    async with _queries(settings) as q:
+    async with queries(settings) as q:
         rows = await q.rejects(args.projection, args.limit)
-    _rows(args, rows.columns, rows.rows)
+    print_rows(args, rows.columns, rows.rows)
     return 0
 
 
-def _rows(args: argparse.Namespace, columns: list[str], rows: list[list[Any]]) -> None:
+def print_rows(args: argparse.Namespace, columns: list[str], rows: list[list[Any]]) -> None:
     if args.json:
         show.records_json(columns, rows)
     else:

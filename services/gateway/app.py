@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 
 from events.core.client import EventClient
 from projections.runtime.protocol import QueryClient
-from services.gateway import admin, agents, events, health, mail, queries, tasks
+from services.gateway import admin, agents, events, health, mail, queries, runs, tasks
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.proxy import handler as proxy
@@ -46,6 +46,9 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/tasks/{id}/{verb}", tasks.task_command),
         web.post("/api/mail", mail.send_mail),
         web.post("/api/mail/{id}/read", mail.read_mail),
+        web.get("/api/runs", runs.list_runs),
+        web.get("/api/runs/{id}", runs.get_run),
+        web.get("/api/watchdog", runs.list_decisions),
         web.get("/api/rejects", queries.get_rejects),
         web.post("/api/sql", queries.post_sql),
         *admin.routes(),
