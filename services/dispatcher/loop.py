@@ -43,6 +43,7 @@ from opentelemetry import trace
 
 from events.agents import AgentCooldownEnded, AgentWoken
 from events.core.client import EventClient
+from events.runs import RunFinished, RunStarted, cap
 from events.tasks.attempts import MAX_CONTINUATIONS
 from projections.runtime.protocol import QueryClient, QueryError
 from services.dispatcher import policy
@@ -199,6 +200,11 @@ class Dispatcher:
                             await self.events.publish(agent, woken, msg_id=woken_id)
                             return None
                         await self.events.publish(agent, woken, msg_id=woken_id)
+                        run_id = f"{tid}-a{attempt}-c{continuation}"
+                        await self.events.publish(
+                            run_id, RunStarted(agent_id=agent, task_id=tid, log_type="attempt"),
+                            msg_id=f"dispatch:run:{run_id}:started",
+                        )
                         done = await self._watch(agent, tid, session, message)
                     except (OSError, WakeFailed) as exc:  # nobody runs it: give the task back
                         log.error("dispatch: waking %s for %s failed: %s", agent, tid, exc)
@@ -213,6 +219,7 @@ class Dispatcher:
                     outcome = await self._finish(
                         agent, tid, attempt, started["seq"], done, continuation
                     )
+                    await self._record_run(run_id, outcome, done)
                     span.set_attribute(  # only a gateway timeout continues
                         "agentledger.outcome",
                         "gateway_timeout" if outcome == "continue" else outcome,
@@ -260,6 +267,15 @@ class Dispatcher:
         else:
             self.stuck.pop(key, None)
         return done
+
+    async def _record_run(self, run_id: str, outcome: str, done: Exit) -> None:
+        """The attempt as a run log (seed 002's main_logs row): the process output is its text."""
+        ok = outcome in ("completed", "continue")
+        await self.events.publish(run_id, RunFinished(
+            status="success" if ok else "failed", duration_ms=max(done.duration_ms, 0),
+            level="info" if ok else "error", content=cap(done.stdout + done.stderr),
+            message="gateway_timeout" if outcome == "continue" else outcome,
+        ), msg_id=f"dispatch:run:{run_id}:finished")
 
     def _session_path(self, agent: str) -> Path | None:
         template = self.settings.dispatch_session_file

@@ -234,3 +234,18 @@ async def test_each_dispatch_is_a_span_with_its_outcome(stack: Stack, spans: Any
         (0, "gateway_timeout"),
         (1, "completed"),
     ]
+
+
+async def test_every_attempt_is_a_run_log_with_its_outcome_and_output(stack: Stack) -> None:
+    from events.runs import RunFinished, RunStarted
+    from tests.services.watchdog.streams import events_of
+
+    assert await stack.run("continued-2") == "completed"
+    runs = await events_of(stack.nc, "runs")
+    started = [e for e in runs if isinstance(e, RunStarted)]
+    finished = [e for e in runs if isinstance(e, RunFinished)]
+    assert [(s.agent_id, s.task_id, s.log_type) for s in started] == [(AGENT, "continued-2", "attempt")] * 2
+    assert [(f.status, f.message) for f in finished] == [
+        ("success", "gateway_timeout"), ("success", "completed")
+    ]
+    assert all(f.duration_ms >= 0 for f in finished)
