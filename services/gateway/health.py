@@ -14,8 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from projections.runtime.protocol import QueryError
+from services.gateway import agent_health
 from services.gateway.body import json_response
-from services.gateway.keys import NC, QUERIES, TELEMETRY
+from services.gateway.keys import NC, QUERIES, SETTINGS, TELEMETRY
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0
@@ -63,7 +64,8 @@ async def get_metrics(request: web.Request) -> web.Response:
                 observed.heartbeats = {str(r[0]): float(r[1]) for r in rows.rows if r[1] is not None}
             except QueryError as exc:
                 log.warning("metrics: heartbeat timestamps unavailable: %s", exc.message)
+    fleet = await agent_health.render(request.app[QUERIES], request.app[SETTINGS])
     return web.Response(
-        body=telemetry.prometheus_text(),
+        body=telemetry.prometheus_text() + fleet,
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
