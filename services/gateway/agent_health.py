@@ -41,7 +41,9 @@ async def _records(queries: QueryClient, projection: str, name: str) -> list[dic
         return None
 
 
-async def render(queries: QueryClient, settings: Settings, now: float | None = None) -> bytes:
+async def render(
+    queries: QueryClient, settings: Settings, *, nats_connected: bool, now: float | None = None
+) -> bytes:
     now = time.time() if now is None else now
     agents = await _records(queries, "agents", "health") or []
     held = {r["agent_id"]: r["since"] for r in await _records(queries, "tasks", "held_since") or []}
@@ -71,7 +73,9 @@ async def render(queries: QueryClient, settings: Settings, now: float | None = N
         stagnation.add_metric(label(a), max(now - since, 0.0) if since is not None else 0.0)
         rate.add_metric([a["id"]], float(errors.get(a["id"], 0)))
         response.add_metric(label(a), float(times.get(a["id"]) or 0.0))
-    families = [stagnation, rate, response, status]
+    nats = GaugeMetricFamily("agentledger_nats_connected", "1 while this gateway has a NATS connection")
+    nats.add_metric([], 1.0 if nats_connected else 0.0)
+    families = [stagnation, rate, response, status, nats]
     if pending is not None:
         by_type = {r["type"]: r["n"] for r in pending}
         board = GaugeMetricFamily("agent_workboard_pending", "Pending workboard task count", labels=["type"])

@@ -64,7 +64,9 @@ async def get_metrics(request: web.Request) -> web.Response:
                 observed.heartbeats = {str(r[0]): float(r[1]) for r in rows.rows if r[1] is not None}
             except QueryError as exc:
                 log.warning("metrics: heartbeat timestamps unavailable: %s", exc.message)
-    fleet = await agent_health.render(request.app[QUERIES], request.app[SETTINGS])
+    fleet = await agent_health.render(
+        request.app[QUERIES], request.app[SETTINGS], nats_connected=request.app[NC].is_connected
+    )
     return web.Response(
         body=telemetry.prometheus_text() + fleet,
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
