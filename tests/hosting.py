@@ -60,3 +60,15 @@ async def raw_pub(nats_url: str, subject: str, payload: bytes) -> None:
     await nc.publish(subject, payload)
     await nc.flush()
     await nc.close()
+
+
+@asynccontextmanager
+async def gateway_over(
+    settings: Any, client: Any, aiohttp_client: Callable[..., Awaitable[Any]], projections: list[str]
+) -> AsyncIterator[Any]:
+    """A projector hosting `projections` and a gateway's test client in front of it."""
+    from services.gateway.app import create_app
+    from services.projector.service import ProjectorHost
+
+    async with running(ProjectorHost(settings, client.nc, projections)):
+        yield await aiohttp_client(create_app(settings))

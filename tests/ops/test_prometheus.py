@@ -20,11 +20,9 @@ from aiohttp.test_utils import TestClient
 
 from events.agents import AgentHeartbeat, AgentRegistered
 from events.core.client import EventClient
-from services.gateway.app import create_app
-from services.projector.service import ProjectorHost
 from services.runtime.natsd import free_port
 from services.settings import Settings
-from tests.hosting import running
+from tests.hosting import gateway_over
 from tests.polling import eventually
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
@@ -35,7 +33,7 @@ needs_prometheus = pytest.mark.skipif(
 
 
 def promtool(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["promtool", *argv], capture_output=True, text=True, timeout=60)
+    return subprocess.run(["promtool", *argv], capture_output=True, text=True, timeout=60, check=False)
 
 
 @needs_prometheus
@@ -84,8 +82,8 @@ def settings(nats_url: str, tmp_path: Path) -> Settings:
 async def gateway(
     client: EventClient, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> AsyncIterator[Client]:
-    async with running(ProjectorHost(settings, client.nc, ["agents"])):
-        yield await aiohttp_client(create_app(settings))
+    async with gateway_over(settings, client, aiohttp_client, ["agents"]) as http:
+        yield http
 
 
 def short_rules(path: Path) -> None:
@@ -108,14 +106,15 @@ def prometheus(gateway: Client, tmp_path: Path) -> Any:
         f"    static_configs: [{{targets: ['127.0.0.1:{gateway.server.port}']}}]\n"
     )
     port = free_port()
-    proc = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "ab"),
-    )
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
+    with open(tmp_path / "prometheus.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )
+        yield f"http://127.0.0.1:{port}"
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 @needs_prometheus

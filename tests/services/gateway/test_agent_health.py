@@ -20,10 +20,8 @@ from events.tasks import (
     TaskCreated,
 )
 from events.watchdog import Suspected
-from services.gateway.app import create_app
-from services.projector.service import ProjectorHost
 from services.settings import Settings
-from tests.hosting import running
+from tests.hosting import gateway_over
 from tests.polling import eventually
 
 Client = TestClient[Any, Any]
@@ -40,8 +38,8 @@ async def http(
     client: EventClient, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> AsyncIterator[Client]:
     names = ["agents", "tasks", "runs", "watchdog"]
-    async with running(ProjectorHost(settings, client.nc, names)):
-        yield await aiohttp_client(create_app(settings))
+    async with gateway_over(settings, client, aiohttp_client, names) as http:
+        yield http
 
 
 async def samples(http: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -74,6 +72,13 @@ async def test_the_seed_metric_names_carry_the_fleets_values(http: Client, clien
     await scripted_fleet(client)
     arch = (("agent_label", "梁思筑"), ("agent_name", "architect"))
     law = (("agent_label", "苏慎"), ("agent_name", "lawyer"))
+
+    async def heard(agent: str) -> bool:
+        r = await http.get(f"/api/agents/{agent}")
+        return r.status == 200 and (await r.json())["heartbeats"] == 1
+
+    await eventually(lambda: heard("architect"), timeout=20)
+    await eventually(lambda: heard("lawyer"), timeout=20)
 
     async def settled() -> Any:
         got = await samples(http)

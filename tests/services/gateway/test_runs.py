@@ -13,10 +13,8 @@ from aiohttp.test_utils import TestClient
 from events.core.client import EventClient
 from events.runs.client import get_logger
 from events.watchdog import Suspected
-from services.gateway.app import create_app
-from services.projector.service import ProjectorHost
 from services.settings import Settings
-from tests.hosting import running
+from tests.hosting import gateway_over
 from tests.polling import eventually
 from tests.services.cli.clirun import clean_env, script
 
@@ -32,8 +30,8 @@ def settings(nats_url: str, tmp_path: Path) -> Settings:
 async def http(
     client: EventClient, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> AsyncIterator[Client]:
-    async with running(ProjectorHost(settings, client.nc, ["runs", "watchdog"])):
-        yield await aiohttp_client(create_app(settings))
+    async with gateway_over(settings, client, aiohttp_client, ["runs", "watchdog"]) as http:
+        yield http
 
 
 async def write_runs(client: EventClient) -> None:
