@@ -75,6 +75,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     watchdog_analyst: str | None = None
     agent_classes: str | dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     heartbeat_tz: str = "Asia/Shanghai"
+    heartbeat_wakes: bool = True  # the watchdog wakes agents on their class's cron
     # proxy: health probe of every enabled backend (GET <base>/models)
     probe_interval_s: PositiveF = 30.0
     probe_timeout_s: PositiveF = 5.0

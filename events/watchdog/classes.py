@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
+from croniter import croniter
 
 Seconds = Annotated[int, msgspec.Meta(gt=0)]
 Notify = Literal["coo", "creator", "owner"]
@@ -81,6 +82,9 @@ def table(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str,
             text, _, where = str(exc).partition(" - at `$.")
             field = f"{name}.{where.rstrip('`')}" if where else name
             raise ClassError(f"agent_classes.{field}: {text}") from None
+        if not croniter.is_valid(out[name].heartbeat_cron):
+            raise ClassError(f"agent_classes.{name}.heartbeat_cron: invalid cron expression "
+                             f"{out[name].heartbeat_cron!r}")
     return out
 
 

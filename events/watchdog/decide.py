@@ -16,7 +16,9 @@ Invariants:
 - a dependency open past the wait threshold notifies its holder once per dependency status; a
   cancelled or void dependency notifies the COO at once;
 - a backlog above the class limit is noticed once per crossing, and once when it clears;
-- `root_cause_requested` wakes the analyst once per task, with the task's last 50 run ids.
+- `root_cause_requested` wakes the analyst once per task, with the task's last 50 run ids;
+- each registered agent's class cron wakes it once per due time, or records why it skipped
+  (`events.watchdog.schedule`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from events.watchdog.model import (
     TimedOut,
     WatchdogEvent,
 )
+from events.watchdog.schedule import scheduled
 
 BLOCK_AT_STEP = 3
 DEAD_DEPENDENCY = ("cancelled", "void")
@@ -50,6 +53,8 @@ class Policy(NamedTuple):
     classes: Mapping[str, ClassRules]
     coo: str = "coo"
     analyst: str | None = None
+    tz: str = "Asia/Shanghai"  # the cron wakes' time zone
+    cron: bool = True  # scheduled heartbeat wakes on or off
 
 
 class Decision(NamedTuple):
@@ -78,6 +83,8 @@ def decide(fleet: Fleet, now: datetime, policy: Policy) -> list[Decision]:
         for task in sorted(fleet.held_by(agent_id), key=lambda t: t.id):
             out += _holding(fleet, agent_id, task, now, policy)
     for agent in sorted(fleet.agents.values(), key=lambda a: a.id):
+        if policy.cron and (wake := scheduled(agent, rules_of(fleet, agent.id, policy), now, policy.tz)):
+            out.append(Decision(agent.id, wake))
         out += _rounds(fleet, agent, policy)
         out += _backlog(fleet, agent, now, policy)
     for task in sorted(fleet.tasks.values(), key=lambda t: t.id):

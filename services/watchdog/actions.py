@@ -20,7 +20,15 @@ from events.agents import AgentWoken
 from events.core.client import H_CAUSATION, EventClient
 from events.core.errors import Conflict, ValidationError
 from events.tasks.client import NotFound, TaskClient
-from events.watchdog import AnalystWoken, Decision, RoundPaused, Stuck, Suspected, TimedOut
+from events.watchdog import (
+    AnalystWoken,
+    Decision,
+    HeartbeatScheduled,
+    RoundPaused,
+    Stuck,
+    Suspected,
+    TimedOut,
+)
 from services.dispatcher.wake import wake_subject
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,8 @@ class Actions:
                 )
             case RoundPaused():
                 await self._command("block", ev.task_id, d.key, reason="max_rounds", by=ACTOR)
+            case HeartbeatScheduled(outcome="woken"):
+                await self._wake(agent, d.key, ev.task_id, f"scheduled heartbeat ({ev.cause})")
             case AnalystWoken():
                 await self._wake(ev.analyst, d.key, ev.task_id,
                                  f"root-cause analysis of {ev.task_id}: read runs {', '.join(ev.run_ids)}")

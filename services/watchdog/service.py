@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 def policy_of(settings: Settings) -> Policy:
     return Policy(classes=settings.classes(), coo=settings.watchdog_coo,
-                  analyst=settings.watchdog_analyst)
+                  analyst=settings.watchdog_analyst, tz=settings.heartbeat_tz,
+                  cron=settings.heartbeat_wakes)
 
 
 class Watchdog:

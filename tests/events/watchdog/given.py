@@ -14,7 +14,7 @@ from events.core.registry import Event
 from events.watchdog import DEFAULTS, Decision, Fleet, Policy, decide
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
-POLICY = Policy(classes=DEFAULTS, coo="coo", analyst="analyst")
+POLICY = Policy(classes=DEFAULTS, coo="coo", analyst="analyst", cron=False)  # cron: test_schedule
 
 
 def at(minute: float) -> datetime:

@@ -18,8 +18,9 @@ SHORT = {"dev": {"stall_warning_s": 1, "recovery_s": 3, "stuck_s": 2, "max_round
 
 
 def settings_for(tmp_path: Path, nats_url: str, **more: Any) -> Settings:
+    values = {"heartbeat_wakes": False, **more}  # a quarter-hour passing mid-test would add a wake
     return Settings(home=str(tmp_path), nats_url=nats_url, agent_classes=SHORT,
-                    watchdog_interval_s=0.1, **more)
+                    watchdog_interval_s=0.1, **values)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ def start(settings: Settings, home: Path) -> subprocess.Popen[bytes]:
     env = clean_env(
         AGENTLEDGER_NATS_URL=settings.url, AGENTLEDGER_HOME=str(home), PYTHONPATH=str(ROOT),
         AGENTLEDGER_AGENT_CLASSES=json.dumps(short), AGENTLEDGER_WATCHDOG_INTERVAL_S="0.1",
+        AGENTLEDGER_HEARTBEAT_WAKES="false",
     )
     return subprocess.Popen(
         [script(), "serve", "watchdog"], env=env, cwd=home,

@@ -102,3 +102,28 @@ async def _tick_until(wd: Watchdog, check: Any) -> bool:
 
 async def _count(nc: Any, name: str, n: int) -> bool:
     return [d[0] for d in await decisions(nc)].count(name) >= n
+
+
+async def test_scheduled_heartbeats_wake_an_idle_agent_over_nats_and_skip_a_busy_one(
+    settings: Settings, client: EventClient, tasks_service: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    nc = tasks_service
+    await client.publish("architect", AgentRegistered(agent_class="dev"))
+    await client.publish("architect", AgentHeartbeat(status="idle"))
+    await client.publish("lawyer", AgentRegistered(agent_class="business"))
+    await client.publish("lawyer", AgentHeartbeat(status="busy"))
+    later = datetime.now(UTC) + timedelta(minutes=16)  # past the next quarter hour
+    wd = Watchdog(msgspec.structs.replace(settings, heartbeat_wakes=True), nc, clock=lambda: later)
+    wakes = await nc.subscribe("wake.>")
+    async with in_task(wd.fold.run):
+        await eventually(lambda: len(wd.fold.fleet.agents) == 2 and wd.fold.fleet.agents["lawyer"].status)
+        first = await wd.tick()
+        assert await wd.tick() == []
+    assert sorted((d.agent_id, d.event.outcome, d.event.cause if d.event.outcome == "skipped" else "")
+                  for d in first) == [("architect", "woken", ""), ("lawyer", "skipped", "busy in a conversation")]
+    msg = await wakes.next_msg(timeout=5)
+    assert msg.subject == "wake.architect" and b"scheduled heartbeat" in msg.data
+    woken = await events_of(nc, "agents", "agents.*.woken")
+    assert [w.reason.startswith("scheduled heartbeat") for w in woken] == [True]
