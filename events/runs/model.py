@@ -41,6 +41,10 @@ class RunStarted(RunEvent, frozen=True, kw_only=True):
     agent_id: Id
     task_id: Id | None = None
     log_type: Text = "task"
+    # an attempt the dispatcher runs: its number on the task and the process id, so a restarted
+    # dispatcher can find the process again
+    attempt: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    pid: Annotated[int, msgspec.Meta(gt=0)] | None = None
 
 
 class RunFollowing(RunEvent, frozen=True, kw_only=True):

@@ -72,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--http-port", type=int, default=None, help="gateway HTTP port")
 
     c = command("serve", run.serve, "run one service alone against the configured NATS")
-    c.add_argument("service", choices=["gateway", "projector", "tasks", "watchdog"])
+    c.add_argument("service", choices=["gateway", "projector", "tasks", "watchdog", "dispatcher"])
     c.add_argument(
         "--only",
         action="append",

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,15 +41,16 @@ from anyio.abc import TaskStatus
 from nats.aio.client import Client as NATS
 from opentelemetry import trace
 
+from events import tasks
 from events.agents import AgentCooldownEnded, AgentWoken
 from events.core.client import EventClient
 from events.runs import RunFinished, RunStarted, cap
 from events.tasks.attempts import MAX_CONTINUATIONS
 from projections.runtime.protocol import QueryClient, QueryError
-from services.dispatcher import policy
+from services.dispatcher import policy, recovery
 from services.dispatcher import session as session_file
 from services.dispatcher.outcome import Settling, settle
-from services.dispatcher.run import CommandRefused, Exit, TaskCommands, watch
+from services.dispatcher.run import CommandRefused, Exit, TaskCommands, task_history, watch
 from services.dispatcher.wake import WakeFailed, Waker
 from services.settings import Settings
 
@@ -74,8 +75,9 @@ class Dispatcher:
         self.running: dict[str, int] = {}
         self.watched: set[asyncio.Task[Any]] = set()
         self.mail_woken: dict[str, int] = {}
-        # per task (mail runs: `mail:<agent>`): stuck sessions in a row, across dispatches, and
-        # compaction waits of the current dispatch, across its continuations
+        # mail runs (`mail:<agent>`): stuck sessions in a row (a task's count is read from its
+        # events, `stuck_in_a_row`, so it survives a restart); per task or mail run: compaction
+        # waits of the current dispatch, across its continuations
         self.stuck: dict[str, int] = {}
         self.compact_waits: dict[str, int] = {}
         self.waker = Waker(self.mode, nc, settings.dispatch_webhook_url, settings.request_timeout_s)
@@ -201,11 +203,14 @@ class Dispatcher:
                             return None
                         await self.events.publish(agent, woken, msg_id=woken_id)
                         run_id = f"{tid}-a{attempt}-c{continuation}"
-                        await self.events.publish(
-                            run_id, RunStarted(agent_id=agent, task_id=tid, log_type="attempt"),
-                            msg_id=f"dispatch:run:{run_id}:started",
-                        )
-                        done = await self._watch(agent, tid, session, message)
+
+                        async def spawned(pid: int, run_id: str = run_id, attempt: int = attempt) -> None:
+                            await self.events.publish(run_id, RunStarted(
+                                agent_id=agent, task_id=tid, log_type="attempt", attempt=attempt,
+                                pid=pid,
+                            ), msg_id=f"dispatch:run:{run_id}:started")
+
+                        done = await self._watch(agent, tid, session, message, spawned)
                     except (OSError, WakeFailed) as exc:  # nobody runs it: give the task back
                         log.error("dispatch: waking %s for %s failed: %s", agent, tid, exc)
                         await self.commands.send(
@@ -234,7 +239,10 @@ class Dispatcher:
             self.compact_waits.pop(tid, None)
             self.running[agent] -= 1
 
-    async def _watch(self, agent: str, tid: str, session: str, message: str) -> Exit:
+    async def _watch(
+        self, agent: str, tid: str, session: str, message: str,
+        on_spawn: Callable[[int], Awaitable[None]] | None = None,
+    ) -> Exit:
         argv = policy.command_line(
             self.settings.dispatch_command or "",
             agent_id=agent,
@@ -249,8 +257,9 @@ class Dispatcher:
             timeout_s=self.settings.agent_timeout_s,
             max_monitor_timeouts=self.settings.max_monitor_timeouts,
             session=(lambda: session_file.read_state(path, agent)) if path else None,
-            stuck_count=self.stuck.get(key, 0),
+            stuck_count=await self.stuck_in_a_row(tid) if tid else self.stuck.get(key, 0),
             compact_waits=self.compact_waits.get(key, 0),
+            on_spawn=on_spawn,
         )
         self.compact_waits[key] = done.compact_waits
         if done.verdict == "revive" and path is not None:
@@ -277,6 +286,16 @@ class Dispatcher:
             message="gateway_timeout" if outcome == "continue" else outcome,
         ), msg_id=f"dispatch:run:{run_id}:finished")
 
+    async def stuck_in_a_row(self, tid: str) -> int:
+        """How many of the task's last attempts ended with a revived stuck session, from TASKS."""
+        n = 0
+        for _, e in reversed((await task_history(self.nc, tid)).events):
+            if isinstance(e, tasks.TaskAttemptFinished):
+                if e.outcome != "session_revived":
+                    break
+                n += 1
+        return n
+
     def _session_path(self, agent: str) -> Path | None:
         template = self.settings.dispatch_session_file
         return session_file.session_path(template, agent) if template else None
@@ -301,7 +320,35 @@ class Dispatcher:
             {"agent_id": agent, "task_id": tid, "session_id": session, "message": message}
         )
 
+    async def recover(self) -> list[str]:
+        """Settle the attempts a previous dispatcher left in flight (`services.dispatcher.recovery`);
+        returns their run ids. Processes still alive are waited for in the background."""
+        found = await recovery.open_runs(self.nc)
+        for run in found:
+            self.running[run.agent_id] = self.running.get(run.agent_id, 0) + 1
+            self._spawn(self._recovered(run))
+        if found:
+            log.warning("dispatch: %d attempt(s) in flight from before the restart: %s",
+                        len(found), ", ".join(r.run_id for r in found))
+        return [r.run_id for r in found]
+
+    async def _recovered(self, run: recovery.OpenRun) -> None:
+        try:
+            deadline = self.settings.agent_timeout_s * self.settings.max_monitor_timeouts
+            verdict = await recovery.wait_for(run, deadline, self.clock())
+            history = await task_history(self.nc, run.task_id)
+            since = next((s for s, e in history.events if isinstance(e, tasks.TaskAttemptStarted)
+                          and e.attempt == run.attempt), 0)
+            took = int((self.clock() - run.started_at).total_seconds() * 1000)
+            done = recovery.exit_after_restart(verdict, history.task.status, took)
+            outcome = await self._finish(run.agent_id, run.task_id, run.attempt, since, done, 0)
+            await self._record_run(run.run_id, outcome, done)
+            log.info("dispatch: recovered %s settled as %s", run.run_id, outcome)
+        finally:
+            self.running[run.agent_id] -= 1
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await self.recover()
         task_status.started()
         try:
             while True:

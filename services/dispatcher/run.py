@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -124,6 +124,7 @@ async def watch(
     session: Callable[[], SessionState] | None = None,
     stuck_count: int = 0,
     compact_waits: int = 0,
+    on_spawn: Callable[[int], Awaitable[None]] | None = None,
 ) -> Exit:
     """Run `argv` (never through a shell) until it exits or the timeout rules give up on it; then
     it is killed and `verdict` says why.
@@ -139,6 +140,12 @@ async def watch(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
+    if on_spawn is not None:
+        try:
+            await on_spawn(proc.pid)
+        except BaseException:
+            _kill(proc)
+            raise
     out: deque[bytes] = deque()
     err: deque[bytes] = deque()
     readers = asyncio.gather(_drain(proc.stdout, out, [0]), _drain(proc.stderr, err, [0]))

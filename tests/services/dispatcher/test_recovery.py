@@ -1,0 +1,103 @@
+"""SIGKILL `agentledger serve dispatcher` while an agent process runs: the restarted dispatcher
+finds the attempt on RUNS, waits for the process again and settles the attempt once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from events.agents import AgentHeartbeat, AgentRegistered
+from events.runs import RunFinished, RunStarted
+from services.dispatcher.recovery import alive, exit_after_restart
+from services.projector.service import ProjectorHost
+from tests.hosting import running
+from tests.polling import eventually
+from tests.services.cli.clirun import clean_env, script
+from tests.services.dispatcher.stack import AGENT, Stack
+from tests.services.watchdog.streams import events_of
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_a_process_gone_during_the_restart_is_judged_by_what_the_task_says() -> None:
+    assert exit_after_restart(None, "review", 10).exit_code == 0
+    gone = exit_after_restart(None, "working", 10)
+    assert gone.exit_code == 1 and "dispatcher was down" in gone.stderr
+    assert exit_after_restart("max_monitor_timeouts", "working", 10).verdict == "max_monitor_timeouts"
+    assert alive(os.getpid()) and not alive(2**22 + 12345)
+
+
+@pytest.fixture
+async def projector(stack: Stack) -> AsyncIterator[None]:
+    async with running(ProjectorHost(stack.settings, stack.nc, ["agents", "tasks"])):
+        yield
+
+
+def start(stack: Stack, home: Path) -> subprocess.Popen[bytes]:
+    s = stack.settings
+    env = clean_env(
+        AGENTLEDGER_NATS_URL=s.url, AGENTLEDGER_HOME=str(home), PYTHONPATH=str(ROOT),
+        AGENTLEDGER_DISPATCH_MODE="command", AGENTLEDGER_DISPATCH_COMMAND=s.dispatch_command or "",
+        AGENTLEDGER_DISPATCH_INTERVAL_S="0.1", AGENTLEDGER_AGENT_TIMEOUT_S="60",
+    )
+    with open(home / "dispatcher.log", "ab") as log:
+        return subprocess.Popen([script(), "serve", "dispatcher"], env=env, cwd=home,
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+
+async def test_a_dispatcher_killed_mid_attempt_settles_it_after_restart(
+    stack: Stack, projector: Any, tmp_path: Path
+) -> None:
+    await stack.client.publish(AGENT, AgentRegistered(agent_class="dev"))
+    await stack.client.publish(AGENT, AgentHeartbeat(status="idle"))
+    await stack.create("slow-1")
+
+    async def run_started() -> list[RunStarted]:
+        return [e for e in await events_of(stack.nc, "runs") if isinstance(e, RunStarted)]
+
+    proc = start(stack, tmp_path)
+    try:
+        (run,) = await eventually(run_started, timeout=30, what="the agent process started")
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        assert run.pid is not None and alive(run.pid)
+        proc = start(stack, tmp_path)
+        await eventually(lambda: "in flight from before the restart" in (tmp_path / "dispatcher.log").read_text(),
+                         timeout=30, what="the restarted dispatcher found the attempt")
+        (stack.state / "slow-1.go").touch()  # now the agent finishes its work
+
+        async def settled() -> list[Any]:
+            return await stack.finished("slow-1")
+
+        (fin,) = await eventually(settled, timeout=30, what="attempt_finished")
+        await eventually(lambda: _finished_runs(stack), timeout=10, what="the run closed")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert (fin.outcome, fin.attempt, fin.task_status_at_exit) == ("completed", 1, "review")
+    assert len(await stack.finished("slow-1")) == 1
+    (closed,) = await _finished_runs(stack)
+    assert closed.status == "success"
+    assert (await stack.history("slow-1")).task.status == "review"
+    assert not alive(run.pid)
+
+
+async def _finished_runs(stack: Stack) -> list[RunFinished]:
+    return [e for e in await events_of(stack.nc, "runs") if isinstance(e, RunFinished)]
+
+
+async def test_the_stuck_count_is_read_from_the_tasks_events_so_a_new_dispatcher_keeps_it(
+    stack: Stack,
+) -> None:
+    from services.dispatcher.loop import Dispatcher
+
+    assert await stack.run("stuck-2") == "session_revived"
+    stack.d = Dispatcher(stack.settings, stack.nc)  # a restart: nothing in memory
+    assert await stack.d.stuck_in_a_row("stuck-2") == 1
+    assert await stack.again("stuck-2") == "session_stuck"
