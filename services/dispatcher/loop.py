@@ -29,6 +29,7 @@ does not repeat them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,7 @@ from events.core.client import EventClient
 from events.runs import RunFinished, RunStarted, cap
 from events.tasks.attempts import MAX_CONTINUATIONS
 from projections.runtime.protocol import QueryClient, QueryError
-from services.dispatcher import policy, recovery
+from services.dispatcher import kill, policy, recovery
 from services.dispatcher import session as session_file
 from services.dispatcher.outcome import Settling, settle
 from services.dispatcher.run import CommandRefused, Exit, TaskCommands, task_history, watch
@@ -80,6 +81,7 @@ class Dispatcher:
         # waits of the current dispatch, across its continuations
         self.stuck: dict[str, int] = {}
         self.compact_waits: dict[str, int] = {}
+        self.processes = kill.Processes()
         self.waker = Waker(self.mode, nc, settings.dispatch_webhook_url, settings.request_timeout_s)
 
     # -- the loop --------------------------------------------------------------------------
@@ -205,6 +207,7 @@ class Dispatcher:
                         run_id = f"{tid}-a{attempt}-c{continuation}"
 
                         async def spawned(pid: int, run_id: str = run_id, attempt: int = attempt) -> None:
+                            self.processes.add(agent, pid)
                             await self.events.publish(run_id, RunStarted(
                                 agent_id=agent, task_id=tid, log_type="attempt", attempt=attempt,
                                 pid=pid,
@@ -326,6 +329,7 @@ class Dispatcher:
         found = await recovery.open_runs(self.nc)
         for run in found:
             self.running[run.agent_id] = self.running.get(run.agent_id, 0) + 1
+            self.processes.add(run.agent_id, run.pid)
             self._spawn(self._recovered(run))
         if found:
             log.warning("dispatch: %d attempt(s) in flight from before the restart: %s",
@@ -349,6 +353,7 @@ class Dispatcher:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         await self.recover()
+        kills = await kill.listen(self.nc, self.processes)
         task_status.started()
         try:
             while True:
@@ -364,6 +369,8 @@ class Dispatcher:
                 if self.watched:
                     await asyncio.wait(list(self.watched))
                 await self.waker.close()
+                with contextlib.suppress(Exception):
+                    await kills.unsubscribe()
 
 
 async def serve(

@@ -36,7 +36,7 @@ ACTOR = "watchdog"
 
 
 def kill_subject(agent_id: str) -> str:
-    """Core NATS: the dispatcher kills the agent process it owns (no stream stores it)."""
+    """Core NATS: the dispatcher kills the agent process it owns (`services.dispatcher.kill`)."""
     return f"kill.{wake_subject(agent_id).split('.', 1)[1]}"
 
 

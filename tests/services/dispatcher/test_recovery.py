@@ -101,3 +101,31 @@ async def test_the_stuck_count_is_read_from_the_tasks_events_so_a_new_dispatcher
     stack.d = Dispatcher(stack.settings, stack.nc)  # a restart: nothing in memory
     assert await stack.d.stuck_in_a_row("stuck-2") == 1
     assert await stack.again("stuck-2") == "session_stuck"
+
+
+async def test_a_kill_request_from_the_watchdog_kills_the_agents_process(stack: Stack) -> None:
+    import asyncio
+
+    import msgspec
+
+    from services.dispatcher import kill
+
+    stack.d.settings = msgspec.structs.replace(stack.settings, agent_timeout_s=60)  # only the kill ends it
+    sub = await kill.listen(stack.nc, stack.d.processes)
+    running_ = asyncio.create_task(stack.run("hang-1"))
+    try:
+        started = await eventually(
+            lambda: _started(stack), timeout=30, what="the agent process started"
+        )
+        await stack.nc.publish(f"kill.{AGENT}", b'{"reason": "stuck"}')
+        outcome = await asyncio.wait_for(running_, timeout=30)
+    finally:
+        await sub.unsubscribe()
+    assert not alive(started[0].pid)
+    assert outcome != "completed"
+    (fin,) = await stack.finished("hang-1")
+    assert fin.exit_code == -signal.SIGKILL
+
+
+async def _started(stack: Stack) -> list[RunStarted]:
+    return [e for e in await events_of(stack.nc, "runs") if isinstance(e, RunStarted)]
