@@ -42,7 +42,7 @@ async def run_example(code: str, nats_url: str) -> subprocess.CompletedProcess[s
 
 
 async def test_the_sdk_example_publishes_a_heartbeat(client: EventClient, nats_url: str) -> None:
-    proc = await run_example(example("EventClient.connect("), nats_url)
+    proc = await run_example(example("stored at seq"), nats_url)
     assert re.fullmatch(r"stored at seq \d+\n", proc.stdout)
 
 
@@ -60,3 +60,12 @@ async def test_the_task_manager_example_runs_as_written(
     finally:
         await nc.close()
     assert proc.stdout.startswith("[")  # the task tree, a list
+
+
+async def test_the_run_log_example_writes_a_run(client: EventClient, nats_url: str) -> None:
+    from tests.services.watchdog.streams import events_of
+
+    proc = await run_example(example("get_logger("), nats_url)
+    run_id = proc.stdout.split()[-1]
+    names = [e.name for e in await events_of(client.nc, "runs", f"runs.{run_id}.*")]
+    assert names == ["started", "following", "finished"]
