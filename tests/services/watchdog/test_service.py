@@ -9,9 +9,11 @@ import msgspec
 from events.agents import AgentHeartbeat, AgentRegistered
 from events.core.client import EventClient
 from events.tasks.client import TaskClient
+from projections.runtime.protocol import QueryClient
+from services.projector.service import ProjectorHost
 from services.settings import Settings
 from services.watchdog import Watchdog
-from tests.hosting import in_task
+from tests.hosting import in_task, running
 from tests.polling import eventually
 from tests.services.watchdog.streams import decisions, events_of
 
@@ -42,6 +44,15 @@ async def test_a_silent_agent_goes_through_the_ladder_once_and_its_task_is_relea
     assert len(woken) == 1 and woken[0].task_id == "T1"
     step = (await events_of(nc, "watchdog"))[1]
     assert (step.step, step.action, step.notify) == (1, "release", ["coo", "pm"])
+    async with running(ProjectorHost(settings, client.nc, ["watchdog"])):
+        queries = QueryClient(nc, settings.projector_name, timeout=5)
+
+        async def rows() -> list[Any]:
+            got = (await queries.query("watchdog", "list", agent=None, task="T1", limit=10)).records()
+            return got if len(got) == 2 else []
+
+        newest, oldest = await eventually(rows, timeout=20, what="decisions in the projection")
+    assert (oldest["decision"], newest["decision"], newest["step"]) == ("suspected", "timed_out", 1)
 
 
 async def test_a_restarted_watchdog_repeats_no_decision(
