@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from projections.runtime.protocol import QueryError
-from services.gateway import agent_health
+from services.gateway import fleet
 from services.gateway.body import json_response
 from services.gateway.keys import NC, QUERIES, SETTINGS, TELEMETRY
 
@@ -64,10 +64,10 @@ async def get_metrics(request: web.Request) -> web.Response:
                 observed.heartbeats = {str(r[0]): float(r[1]) for r in rows.rows if r[1] is not None}
             except QueryError as exc:
                 log.warning("metrics: heartbeat timestamps unavailable: %s", exc.message)
-    fleet = await agent_health.render(
+    fleet_text = await fleet.render(
         request.app[QUERIES], request.app[SETTINGS], nats_connected=request.app[NC].is_connected
     )
     return web.Response(
-        body=telemetry.prometheus_text() + fleet,
+        body=telemetry.prometheus_text() + fleet_text,
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )

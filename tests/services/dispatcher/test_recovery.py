@@ -62,6 +62,7 @@ async def test_a_dispatcher_killed_mid_attempt_settles_it_after_restart(
         return [e for e in await events_of(stack.nc, "runs") if isinstance(e, RunStarted)]
 
     proc = start(stack, tmp_path)
+    run: RunStarted | None = None
     try:
         (run,) = await eventually(run_started, timeout=30, what="the agent process started")
         proc.send_signal(signal.SIGKILL)
@@ -80,6 +81,9 @@ async def test_a_dispatcher_killed_mid_attempt_settles_it_after_restart(
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        if run is not None and run.pid and alive(run.pid):  # never leave the fake agent behind
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run is not None and run.pid is not None
     assert (fin.outcome, fin.attempt, fin.task_status_at_exit) == ("completed", 1, "review")
     assert len(await stack.finished("slow-1")) == 1
     (closed,) = await _finished_runs(stack)
