@@ -138,3 +138,25 @@ async def test_scheduled_heartbeats_wake_an_idle_agent_over_nats_and_skip_a_busy
     assert msg.subject == "wake.architect" and b"scheduled heartbeat" in msg.data
     woken = await events_of(nc, "agents", "agents.*.woken")
     assert [w.reason.startswith("scheduled heartbeat") for w in woken] == [True]
+
+
+async def test_a_stuck_run_is_killed_its_task_released_and_a_fix_task_created(
+    settings: Settings, client: EventClient, tasks_service: Any
+) -> None:
+    from events.runs import RunStarted
+
+    nc = tasks_service
+    tc = TaskClient(nc)
+    await holding(client, tc)
+    await client.publish("R1", RunStarted(agent_id="architect", task_id="T1", log_type="attempt", pid=4242))
+    kills = await nc.subscribe("kill.architect")
+    wd = Watchdog(settings, nc)
+    async with in_task(wd.run):
+        await eventually(lambda: _if(decisions(nc), lambda d: ("stuck", "T1") in d), what="stuck")
+        msg = await kills.next_msg(timeout=10)
+    assert b'"run_id":"R1"' in msg.data
+    assert await decisions(nc) == [("stuck", "T1")]  # the stuck rule, not the silence ladder
+    history = [e.name for e in await events_of(nc, "tasks", "tasks.T1.*")]
+    assert history[-1] == "released"
+    (fix,) = await events_of(nc, "tasks", "tasks.FIX-T1-STUCK.*")
+    assert (fix.parent_id, fix.type, fix.priority) == ("T1", "fix", "P0")
