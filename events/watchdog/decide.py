@@ -6,8 +6,9 @@ Invariants:
 - the silence ladder goes in order, one step per pass: suspected (one extra heartbeat wake) at
   the class's stall warning, then at its recovery threshold a recovery step — the task's first
   timeout releases it, the second releases it and tells the COO, the third blocks it and tells
-  the owner (v2.0 template); one step per silence (or stagnation) episode; a task in progress that has not moved for the class's task timeout
-  takes the same ladder (`why="stagnation"`) even while the agent heartbeats;
+  the owner (v2.0 template); one step per silence (or stagnation) episode; a task in progress
+  that has not moved takes the same ladder (`why="stagnation"`) even while the agent
+  heartbeats: suspected at the stall warning, a recovery step at the class's task timeout;
 - the stuck rule (seed 002) takes precedence over the ladder when the agent has an open run: no
   heartbeat and no run log for `stuck_s` -> stuck (kill, release, `FIX-<task>-STUCK`);
 - rounds: the heartbeat's `round` on the agent's current task counts against the task's own
@@ -125,8 +126,19 @@ def _holding(fleet: Fleet, agent: str, task: tasks.Task, now: datetime, policy: 
         return [_timed_out(fleet, agent, task, seen, "silence", rules, policy,
                            f"{agent} silent for {silent}s holding {task.id} (recovery after "
                            f"{rules.recovery_s}s)")]
+    if silent >= rules.stall_warning_s:
+        return []  # a silent agent is on the silence ladder; its task is not moving either
     moved = fleet.moved_at.get(task.id)
-    if moved is not None and (idle := int((now - moved).total_seconds())) >= rules.task_timeout_s:
+    if moved is None or (idle := int((now - moved).total_seconds())) < rules.stall_warning_s:
+        return []
+    suspected = f"watchdog:suspected:{agent}:{task.id}:stagnation:{_epoch(moved)}"
+    if suspected not in fleet.decided:
+        return [Decision(agent, Suspected(
+            key=suspected, task_id=task.id, silent_s=idle, why="stagnation",
+            cause=f"{task.id} held by {agent} has not moved for {idle}s "
+                  f"(warning after {rules.stall_warning_s}s)",
+        ))]
+    if idle >= rules.task_timeout_s:
         return [_timed_out(fleet, agent, task, moved, "stagnation", rules, policy,
                            f"{task.id} has not moved for {idle}s (timeout {rules.task_timeout_s}s)")]
     return []

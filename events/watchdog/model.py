@@ -33,10 +33,12 @@ class WatchdogEvent(Event, frozen=True, kw_only=True):
 
 
 class Suspected(WatchdogEvent, frozen=True, kw_only=True):
-    """Silent past the stall warning while holding a task: one extra heartbeat wake."""
+    """Silent (or its task unmoved) past the stall warning while holding a task: one extra
+    heartbeat wake, as the seed's "追加一次完整心跳"."""
 
     name: ClassVar[str] = "suspected"
-    silent_s: Count
+    silent_s: Count  # seconds without a sign of life (silence) or without a move (stagnation)
+    why: Why = "silence"
 
 
 class TimedOut(WatchdogEvent, frozen=True, kw_only=True):

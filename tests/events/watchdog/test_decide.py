@@ -28,7 +28,10 @@ def holding(minute: float = 0, agent: str = "architect", task: str = "T1", by: s
 
 
 def test_an_agent_that_heartbeats_is_left_alone() -> None:
-    g = given(*holding()).also((25, "agents.architect", AgentHeartbeat(status="busy", current_task="T1")))
+    g = given(*holding()).also(
+        (25, "agents.architect", AgentHeartbeat(status="busy", current_task="T1")),
+        (25, "tasks.T1", TaskProgressed(agent_id="architect", progress=40)),
+    )
     g.when(50).then()
 
 
@@ -64,6 +67,9 @@ def test_a_task_that_does_not_move_times_out_although_the_agent_heartbeats() -> 
     g = given(*holding(), (1, "tasks.T1", TaskStarted(agent_id="architect")))
     for m in range(10, 130, 10):
         g.also((m, "agents.architect", AgentHeartbeat(status="busy", current_task="T1")))
+    g.when(31).then(("suspected", "watchdog:suspected:architect:T1:stagnation:1795251660"))
+    assert (g.events[0].why, g.events[0].silent_s) == ("stagnation", 1800)
+    g.taken(31).when(119).then()
     g.when(121).then(("timed_out", "watchdog:timed_out:T1:stagnation:1795251660"))
     assert g.events[0].why == "stagnation"
 
