@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from croniter import croniter
 
+from events.agents import CLASS_DEFAULTS
+
 Seconds = Annotated[int, msgspec.Meta(gt=0)]
 Notify = Literal["coo", "creator", "owner"]
 CLASS_NAMES = ("high_frequency", "dev", "business")
@@ -42,22 +44,15 @@ class ClassRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         return {"class": name, **msgspec.structs.asdict(self)}
 
 
+# the five timings a registration carries come from `events.agents.CLASS_DEFAULTS` (one table);
+# the rest are the watchdog's own
+_OWN: dict[str, dict[str, Any]] = {
+    "high_frequency": {"heartbeat_cron": "*/10 * * * *", "task_timeout_s": 3600, "notify": ("coo",)},
+    "dev": {"heartbeat_cron": "*/15 * * * *", "task_timeout_s": 7200, "notify": ("coo", "creator")},
+    "business": {"heartbeat_cron": "*/15 * * * *", "task_timeout_s": 5400, "notify": ("creator",)},
+}
 DEFAULTS: dict[str, ClassRules] = {
-    "high_frequency": ClassRules(
-        heartbeat_cron="*/10 * * * *", heartbeat_interval_s=600, stall_warning_s=1200,
-        recovery_s=1800, task_timeout_s=3600, stuck_s=600, max_rounds=50,
-        dependency_wait_s=3600, notify=("coo",),
-    ),
-    "dev": ClassRules(
-        heartbeat_cron="*/15 * * * *", heartbeat_interval_s=900, stall_warning_s=1800,
-        recovery_s=2700, task_timeout_s=7200, stuck_s=600, max_rounds=100,
-        dependency_wait_s=7200, notify=("coo", "creator"),
-    ),
-    "business": ClassRules(
-        heartbeat_cron="*/15 * * * *", heartbeat_interval_s=900, stall_warning_s=1800,
-        recovery_s=2700, task_timeout_s=5400, stuck_s=600, max_rounds=30,
-        dependency_wait_s=7200, notify=("creator",),
-    ),
+    name: ClassRules(**CLASS_DEFAULTS[name]._asdict(), stuck_s=600, **own) for name, own in _OWN.items()
 }
 # what an agent's registration may set for itself (events.agents.AgentRegistered)
 AGENT_FIELDS = (

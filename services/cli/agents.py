@@ -24,10 +24,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 async def classes(args: argparse.Namespace, settings: Settings) -> int:
     rows = [rules.as_row(name) for name, rules in settings.classes().items()]
     columns = list(rows[0])
-    values = [[", ".join(v) if isinstance(v, tuple) else v for v in r.values()] for r in rows]
     if args.json:
-        show.records_json(columns, values)
+        show.records_json(columns, [[list(v) if isinstance(v, tuple) else v for v in r.values()] for r in rows])
     else:
+        values = [[", ".join(v) if isinstance(v, tuple) else v for v in r.values()] for r in rows]
         show.table(columns, values)
         show.note(f"heartbeat cron time zone {settings.heartbeat_tz}; override per class with "
                   "agent_classes, per agent at registration")

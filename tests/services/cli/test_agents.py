@@ -16,6 +16,7 @@ async def test_the_classes_table_shows_the_seed_defaults_with_the_settings_overr
     assert (rows["dev"]["recovery_s"], rows["dev"]["task_timeout_s"]) == (3600, 7200)
     assert [rows[c]["max_rounds"] for c in ("high_frequency", "dev", "business")] == [50, 100, 30]
     assert rows["high_frequency"]["heartbeat_cron"] == "*/10 * * * *"
+    assert rows["dev"]["notify"] == ["coo", "creator"]
     human = await run("agents", "classes", env=env, cwd=tmp_path)
     assert "high_frequency" in human.out and "Asia/Shanghai" in human.err  # the note goes to stderr
 
