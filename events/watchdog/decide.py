@@ -235,6 +235,6 @@ def _root_cause(fleet: Fleet, task: tasks.Task, policy: Policy) -> list[Decision
     run_ids = list(fleet.task_runs.get(task.id, ()))
     return [Decision(policy.analyst, AnalystWoken(
         key=f"watchdog:analyst:{task.id}", task_id=task.id, analyst=policy.analyst,
-        failures=task.retry_count, run_ids=run_ids,
+        failures=fleet.root_cause.get(task.id, task.retry_count), run_ids=run_ids,
         cause=f"{task.id} asked for a root-cause analysis ({task.last_error or 'no error text'})",
     ))]

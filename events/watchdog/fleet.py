@@ -37,6 +37,7 @@ class Fleet:
     task_runs: dict[str, deque[str]] = field(default_factory=dict)
     decided: set[str] = field(default_factory=set)
     steps: dict[str, int] = field(default_factory=dict)  # task -> recovery steps taken
+    root_cause: dict[str, int] = field(default_factory=dict)  # task -> failures when it asked
     backlog: dict[str, tuple[int, bool]] = field(default_factory=dict)  # agent -> (notices, over)
 
     @property
@@ -72,6 +73,8 @@ class Fleet:
                 self.creator[task_id] = event.by
         elif isinstance(event, MOVES):
             self.moved_at[task_id] = at
+        elif isinstance(event, tasks.TaskRootCauseRequested):
+            self.root_cause[task_id] = event.failures
 
     def _run(self, run_id: str, event: object, at: datetime) -> None:
         if isinstance(event, runs.RunStarted):

@@ -160,3 +160,23 @@ async def test_a_stuck_run_is_killed_its_task_released_and_a_fix_task_created(
     assert history[-1] == "released"
     (fix,) = await events_of(nc, "tasks", "tasks.FIX-T1-STUCK.*")
     assert (fix.parent_id, fix.type, fix.priority) == ("T1", "fix", "P0")
+
+
+async def test_root_cause_requested_wakes_the_analyst_with_the_tasks_last_runs(
+    settings: Settings, client: EventClient, tasks_service: Any
+) -> None:
+    from events.runs.client import get_logger
+    from events.tasks import TaskRootCauseRequested
+
+    nc = tasks_service
+    await TaskClient(nc).create("T1", title="flaky", by="pm")
+    for n in range(3):
+        await get_logger(client, "architect", run_id=f"R{n}").set_task("T1").finish("failed")
+    await client.publish("T1", TaskRootCauseRequested(failures=3, last_error="ImportError"))
+    wakes = await nc.subscribe("wake.analyst")
+    wd = Watchdog(msgspec.structs.replace(settings, watchdog_analyst="analyst"), nc)
+    async with in_task(wd.run):
+        msg = await wakes.next_msg(timeout=20)
+    assert b"root-cause analysis of T1" in msg.data and b"R0, R1, R2" in msg.data
+    (woken,) = [e for e in await events_of(nc, "watchdog") if e.name == "analyst_woken"]
+    assert (woken.analyst, woken.run_ids, woken.failures) == ("analyst", ["R0", "R1", "R2"], 3)
