@@ -341,6 +341,8 @@ class Dispatcher:
             deadline = self.settings.agent_timeout_s * self.settings.max_monitor_timeouts
             verdict = await recovery.wait_for(run, deadline, self.clock())
             history = await task_history(self.nc, run.task_id)
+            if verdict is None and history.task.status not in ("review", "done"):
+                verdict = await recovery.session_verdict(self._session_path(run.agent_id), run.agent_id)
             since = next((s for s, e in history.events if isinstance(e, tasks.TaskAttemptStarted)
                           and e.attempt == run.attempt), 0)
             took = int((self.clock() - run.started_at).total_seconds() * 1000)

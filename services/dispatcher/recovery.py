@@ -9,8 +9,10 @@ whose `finished` comes after `attempt_finished`. A run started and not finished 
   child) until it exits, or kills it at the attempt's deadline (`agent_timeout_s` x
   `max_monitor_timeouts` from its start) as `max_monitor_timeouts`;
 - its process is gone: the exit code is lost with the old dispatcher, so the task's own events
-  decide: a task the agent submitted (review or done) completed, otherwise the run ended as an
-  `agent_error` (the task is failed as a system error, so it is retried with backoff).
+  decide: a task the agent submitted (review or done) completed; otherwise, when the agent's
+  session file shows the session still running on a dead lock, it is revived (set idle) and the
+  attempt ends `session_revived` (task given back), else as an `agent_error` (the task is failed
+  as a system error, so it is retried with backoff).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from events.core.errors import EventError
 from events.core.streams import stream_name
 from events.core.subjects import domain_filter
 from events.runs import RunFinished, RunStarted
+from services.dispatcher import session as session_file
 from services.dispatcher.run import Exit
 
 POLL_S = 0.2
@@ -99,6 +102,18 @@ async def wait_for(run: OpenRun, deadline_s: float, now: datetime) -> str | None
             return "max_monitor_timeouts"
         await anyio.sleep(POLL_S)
     return None
+
+
+async def session_verdict(path: Path | None, agent: str) -> str | None:
+    """A process gone without its task done, whose session the runtime still shows `running` on
+    a dead lock, left a stuck session: set it idle (`revive`) so the next wake is taken."""
+    if path is None:
+        return None
+    state = await anyio.to_thread.run_sync(session_file.read_state, path, agent)
+    if not state.stuck:
+        return None
+    await anyio.to_thread.run_sync(session_file.revive, path, agent)
+    return "revive"
 
 
 def exit_after_restart(verdict: str | None, task_status: str, duration_ms: int) -> Exit:

@@ -39,12 +39,19 @@ async def projector(stack: Stack) -> AsyncIterator[None]:
         yield
 
 
-def start(stack: Stack, home: Path) -> subprocess.Popen[bytes]:
+async def waiting_for(stack: Stack, task_id: str) -> None:
+    """An idle registered agent and a task for it: the dispatcher will claim and run it."""
+    await stack.client.publish(AGENT, AgentRegistered(agent_class="dev"))
+    await stack.client.publish(AGENT, AgentHeartbeat(status="idle"))
+    await stack.create(task_id)
+
+
+def start(stack: Stack, home: Path, **more: str) -> subprocess.Popen[bytes]:
     s = stack.settings
     env = clean_env(
         AGENTLEDGER_NATS_URL=s.url, AGENTLEDGER_HOME=str(home), PYTHONPATH=str(ROOT),
         AGENTLEDGER_DISPATCH_MODE="command", AGENTLEDGER_DISPATCH_COMMAND=s.dispatch_command or "",
-        AGENTLEDGER_DISPATCH_INTERVAL_S="0.1", AGENTLEDGER_AGENT_TIMEOUT_S="60",
+        AGENTLEDGER_DISPATCH_INTERVAL_S="0.1", AGENTLEDGER_AGENT_TIMEOUT_S="60", **more,
     )
     with open(home / "dispatcher.log", "ab") as log:
         return subprocess.Popen([script(), "serve", "dispatcher"], env=env, cwd=home,
@@ -54,9 +61,7 @@ def start(stack: Stack, home: Path) -> subprocess.Popen[bytes]:
 async def test_a_dispatcher_killed_mid_attempt_settles_it_after_restart(
     stack: Stack, projector: Any, tmp_path: Path
 ) -> None:
-    await stack.client.publish(AGENT, AgentRegistered(agent_class="dev"))
-    await stack.client.publish(AGENT, AgentHeartbeat(status="idle"))
-    await stack.create("slow-1")
+    await waiting_for(stack, "slow-1")
 
     async def run_started() -> list[RunStarted]:
         return [e for e in await events_of(stack.nc, "runs") if isinstance(e, RunStarted)]
@@ -133,3 +138,39 @@ async def test_a_kill_request_from_the_watchdog_kills_the_agents_process(stack: 
 
 async def _started(stack: Stack) -> list[RunStarted]:
     return [e for e in await events_of(stack.nc, "runs") if isinstance(e, RunStarted)]
+
+
+async def test_a_process_that_died_with_the_dispatcher_on_a_stuck_session_is_revived_after_restart(
+    stack: Stack, projector: Any, tmp_path: Path
+) -> None:
+    await waiting_for(stack, "stuck-7")
+    session = {"AGENTLEDGER_DISPATCH_SESSION_FILE": stack.settings.dispatch_session_file or ""}
+    proc = start(stack, tmp_path, **session)
+    run: RunStarted | None = None
+    try:
+        (run,) = await eventually(lambda: _started(stack), timeout=30, what="the agent process started")
+        await eventually(lambda: _session_written(stack), timeout=10, what="the session file")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert run.pid is not None
+        os.killpg(run.pid, signal.SIGKILL)  # the agent died too while nobody watched
+        await eventually(lambda: not alive(run.pid), timeout=10)  # type: ignore[arg-type]
+        proc = start(stack, tmp_path, **session)
+        (fin,) = await eventually(lambda: stack.finished("stuck-7"), timeout=30, what="settled")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if run is not None and run.pid and alive(run.pid):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert fin.outcome == "session_revived"
+    assert stack.sessions()["status"] == "idle"
+    # given back (the restarted dispatcher may already have claimed it again since)
+    released = [e for _, e in (await stack.history("stuck-7")).events if e.name == "released"]
+    assert [e.reason for e in released][:1] == ["session_revived"]
+
+
+def _session_written(stack: Stack) -> bool:
+    try:
+        return stack.sessions()["status"] == "running"
+    except (OSError, KeyError, ValueError):
+        return False
