@@ -45,10 +45,9 @@ from opentelemetry import trace
 from events import tasks
 from events.agents import AgentCooldownEnded, AgentWoken
 from events.core.client import EventClient
-from events.runs import RunFinished, RunStarted, cap
 from events.tasks.attempts import MAX_CONTINUATIONS
 from projections.runtime.protocol import QueryClient, QueryError
-from services.dispatcher import kill, policy, recovery
+from services.dispatcher import kill, policy, recovery, runlog
 from services.dispatcher import session as session_file
 from services.dispatcher.outcome import Settling, settle
 from services.dispatcher.run import CommandRefused, Exit, TaskCommands, task_history, watch
@@ -204,16 +203,15 @@ class Dispatcher:
                             await self.events.publish(agent, woken, msg_id=woken_id)
                             return None
                         await self.events.publish(agent, woken, msg_id=woken_id)
-                        run_id = f"{tid}-a{attempt}-c{continuation}"
+                        run = runlog.AttemptRun(
+                            self.events, runlog.run_id(tid, attempt, continuation), agent, tid, attempt
+                        )
 
-                        async def spawned(pid: int, run_id: str = run_id, attempt: int = attempt) -> None:
+                        async def spawned(pid: int, run: runlog.AttemptRun = run) -> None:
                             self.processes.add(agent, pid)
-                            await self.events.publish(run_id, RunStarted(
-                                agent_id=agent, task_id=tid, log_type="attempt", attempt=attempt,
-                                pid=pid,
-                            ), msg_id=f"dispatch:run:{run_id}:started")
+                            await run.started(pid)
 
-                        done = await self._watch(agent, tid, session, message, spawned)
+                        done = await self._watch(agent, tid, session, message, spawned, run.line)
                     except (OSError, WakeFailed) as exc:  # nobody runs it: give the task back
                         log.error("dispatch: waking %s for %s failed: %s", agent, tid, exc)
                         await self.commands.send(
@@ -227,7 +225,7 @@ class Dispatcher:
                     outcome = await self._finish(
                         agent, tid, attempt, started["seq"], done, continuation
                     )
-                    await self._record_run(run_id, outcome, done)
+                    await run.finished(outcome, done)
                     span.set_attribute(  # only a gateway timeout continues
                         "agentledger.outcome",
                         "gateway_timeout" if outcome == "continue" else outcome,
@@ -245,6 +243,7 @@ class Dispatcher:
     async def _watch(
         self, agent: str, tid: str, session: str, message: str,
         on_spawn: Callable[[int], Awaitable[None]] | None = None,
+        on_output: Callable[[str], Awaitable[None]] | None = None,
     ) -> Exit:
         argv = policy.command_line(
             self.settings.dispatch_command or "",
@@ -263,6 +262,8 @@ class Dispatcher:
             stuck_count=await self.stuck_in_a_row(tid) if tid else self.stuck.get(key, 0),
             compact_waits=self.compact_waits.get(key, 0),
             on_spawn=on_spawn,
+            on_output=on_output,
+            follow_s=runlog.FOLLOW_S,
         )
         self.compact_waits[key] = done.compact_waits
         if done.verdict == "revive" and path is not None:
@@ -279,15 +280,6 @@ class Dispatcher:
         else:
             self.stuck.pop(key, None)
         return done
-
-    async def _record_run(self, run_id: str, outcome: str, done: Exit) -> None:
-        """The attempt as a run log (seed 002's main_logs row): the process output is its text."""
-        ok = outcome in ("completed", "continue")
-        await self.events.publish(run_id, RunFinished(
-            status="success" if ok else "failed", duration_ms=max(done.duration_ms, 0),
-            level="info" if ok else "error", content=cap(done.stdout + done.stderr),
-            message="gateway_timeout" if outcome == "continue" else outcome,
-        ), msg_id=f"dispatch:run:{run_id}:finished")
 
     async def stuck_in_a_row(self, tid: str) -> int:
         """How many of the task's last attempts ended with a revived stuck session, from TASKS."""
@@ -348,7 +340,7 @@ class Dispatcher:
             took = int((self.clock() - run.started_at).total_seconds() * 1000)
             done = recovery.exit_after_restart(verdict, history.task.status, took)
             outcome = await self._finish(run.agent_id, run.task_id, run.attempt, since, done, 0)
-            await self._record_run(run.run_id, outcome, done)
+            await runlog.finish(self.events, run.run_id, outcome, done)
             log.info("dispatch: recovered %s settled as %s", run.run_id, outcome)
         finally:
             self.running[run.agent_id] -= 1
