@@ -15,6 +15,7 @@ from events.core.errors import (
     ValidationError,
 )
 from events.reports.client import Filed, ReportClient
+from events.runs.client import RunLogger, get_logger
 from events.tasks.client import NotFound, TaskClient, TaskManager
 
 __all__ = [
@@ -27,11 +28,13 @@ __all__ = [
     "PublishError",
     "Refused",
     "ReportClient",
+    "RunLogger",
     "TaskClient",
     "TaskManager",
     "Unavailable",
     "UnknownEvent",
     "ValidationError",
+    "get_logger",
     "prepare",
     "prepare_json",
 ]

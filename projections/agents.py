@@ -97,6 +97,11 @@ DDL: list[str] = [
 QUERIES: dict[str, str] = {
     "list": "SELECT * FROM agents ORDER BY id",
     "get": "SELECT * FROM agents WHERE id = $id",
+    "health": (
+        'SELECT id, display_name, "class", epoch(last_heartbeat_at) AS last_heartbeat_s, '
+        "heartbeat_interval_s, stall_warning_s, recovery_s, max_rounds, dependency_wait_s "
+        "FROM agents ORDER BY id"
+    ),
     "heartbeat_timestamps": (
         "SELECT id, epoch(last_heartbeat_at) AS last_heartbeat_s FROM agents "
         "WHERE last_heartbeat_at IS NOT NULL ORDER BY id"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from projections import agents, calendar, providers, reports, tasks
+from projections import agents, calendar, providers, reports, runs, tasks, watchdog
 
-PROJECTIONS: dict[str, ModuleType] = {m.NAME: m for m in (agents, tasks, providers, calendar, reports)}
+PROJECTIONS: dict[str, ModuleType] = {
+    m.NAME: m for m in (agents, tasks, providers, calendar, reports, runs, watchdog)
+}
 
 
 class UnknownProjection(KeyError):

@@ -21,6 +21,7 @@ import msgspec
 
 from events.core.keyring import Keyring, KeyringError
 from events.reports import Policy
+from events.watchdog.classes import ClassError, ClassRules, table
 from services.dispatcher.policy import TemplateError, check_session_file
 from services.runtime import credentials
 
@@ -77,6 +78,15 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # the agent runtime's session file ({agent_id}, ~ expanded), read on each agent timeout to
     # tell a stuck or compacting session from a slow one; unset: timeouts are only counted
     dispatch_session_file: str | None = None
+    # watchdog (events.watchdog): pass interval, who hears as COO, the root-cause analyst agent
+    # (unset: nobody is woken), per-class overrides of the agent classes (a TOML table, or JSON
+    # in AGENTLEDGER_AGENT_CLASSES: {"dev": {"recovery_s": 3600}}), the cron wakes' time zone
+    watchdog_interval_s: PositiveF = 30.0
+    watchdog_coo: str = "coo"
+    watchdog_analyst: str | None = None
+    agent_classes: str | dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    heartbeat_tz: str = "Asia/Shanghai"
+    heartbeat_wakes: bool = True  # the watchdog wakes agents on their class's cron
     # proxy: health probe of every enabled backend (GET <base>/models)
     probe_interval_s: PositiveF = 30.0
     probe_timeout_s: PositiveF = 5.0
@@ -142,6 +152,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.alertmanager_token == "":
             self.alertmanager_token = None
         self.routes()  # a malformed alert_routes fails at start, naming the setting
+        if isinstance(self.agent_classes, str):
+            try:
+                self.agent_classes = msgspec.json.decode(self.agent_classes or "{}", type=dict[str, dict[str, Any]])
+            except msgspec.ValidationError as exc:
+                raise ValueError(f"agent_classes is not a JSON object of objects: {exc} - at `$.agent_classes`") from None
+        try:
+            self.classes()
+        except ClassError as exc:
+            raise ValueError(f"{exc} - at `$.agent_classes`") from None
+        try:
+            ZoneInfo(self.heartbeat_tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.heartbeat_tz!r} - at `$.heartbeat_tz`") from None
         if self.dispatch_session_file == "":
             self.dispatch_session_file = None
         if self.dispatch_session_file is not None:
@@ -159,6 +182,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for name in _FIELDS:
             value = getattr(self, name)
             yield name, ("<set>" if value else value) if name in SECRETS else value
+
+    def classes(self) -> dict[str, ClassRules]:
+        """The agent classes in force: the seed's defaults with `agent_classes` applied."""
+        return table(self.agent_classes)  # type: ignore[arg-type]
 
     def gateway_key_ok(self, key: str) -> bool:
         """Constant-time check of a client key against the configured hashes (the key is always

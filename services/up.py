@@ -103,12 +103,14 @@ def default_services(settings: Settings | None = None) -> dict[str, Service]:
     """The services `up` runs, in start order (imported late: they pull in DuckDB and aiohttp);
     the notifier unless `notifier_enabled` is false; the dispatcher when `dispatch_mode` is not
     off, the scheduler when `calendar_url` is set."""
+    from services import watchdog
     from services.gateway import app as gateway
     from services.projector import service as projector
     from services.tasks import service as tasks
 
     services: dict[str, Service] = {
-        "projector": projector.serve, "tasks": tasks.serve, "gateway": gateway.serve
+        "projector": projector.serve, "tasks": tasks.serve, "gateway": gateway.serve,
+        "watchdog": watchdog.serve,
     }
     if settings is None or settings.notifier_enabled:
         from services.notifier import service as notifier

@@ -81,3 +81,13 @@ async def wait_healthy(proc: asyncio.subprocess.Process, base_url: str) -> None:
                 return False
 
         await eventually(healthy, timeout=90, what=f"GET {base_url}/health answers 200")
+@asynccontextmanager
+async def gateway_over(
+    settings: Any, client: Any, aiohttp_client: Callable[..., Awaitable[Any]], projections: list[str]
+) -> AsyncIterator[Any]:
+    """A projector hosting `projections` and a gateway's test client in front of it."""
+    from services.gateway.app import create_app
+    from services.projector.service import ProjectorHost
+
+    async with running(ProjectorHost(settings, client.nc, projections)):
+        yield await aiohttp_client(create_app(settings))

@@ -88,3 +88,12 @@ async def test_the_report_client_example_files_a_report(
     await targets.execute(client, "owner", lambda _: cmd)
     proc = await run_example(example("ReportClient(client)"), nats_url, tmp_path)
     assert re.fullmatch(r"filed r[0-9A-Z]{26} to owner\n", proc.stdout)
+
+
+async def test_the_run_log_example_writes_a_run(client: EventClient, nats_url: str, tmp_path: Path) -> None:
+    from tests.services.watchdog.streams import events_of
+
+    proc = await run_example(example("get_logger("), nats_url, tmp_path)
+    run_id = proc.stdout.split()[-1]
+    names = [e.name for e in await events_of(client.nc, "runs", f"runs.{run_id}.*")]
+    assert names == ["started", "following", "finished"]

@@ -14,6 +14,7 @@ from events.core.errors import ValidationError
 
 DOMAINS: tuple[str, ...] = (
     "tasks", "agents", "providers", "usage", "reports", "calendar", "runs", "mail", "targets", "alerts",
+    "watchdog",
 )
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")

@@ -154,6 +154,13 @@ class CountRound(Command, frozen=True, kw_only=True):
     agent_id: Id | None = None
 
 
+class ExtendRounds(Command, frozen=True, kw_only=True):
+    """Raise the task's round limit (the COO or an operator); a task paused at the limit resumes."""
+
+    max_rounds: Rounds
+    by: Id
+
+
 class StartAttempt(Command, frozen=True, kw_only=True):
     agent_id: Id
     session_id: Text | None = None
@@ -173,7 +180,7 @@ class FinishAttempt(Command, frozen=True, kw_only=True):
 
 TaskCommand = (
     Create | Claim | Start | Progress | Submit | Approve | Reject | Fail | RequestFixes | Block
-    | Unblock | Cancel | Void | Release | Reopen | Comment | AddOutput | CountRound | StartAttempt
+    | Unblock | Cancel | Void | Release | Reopen | Comment | AddOutput | CountRound | ExtendRounds | StartAttempt
     | FinishAttempt
 )
 
@@ -184,6 +191,7 @@ VERBS: dict[str, type] = {
     "approve": Approve, "reject": Reject, "fail": Fail, "request_fixes": RequestFixes,
     "block": Block, "unblock": Unblock, "cancel": Cancel, "void": Void, "release": Release,
     "reopen": Reopen, "comment": Comment, "add_output": AddOutput, "count_round": CountRound,
+    "extend_rounds": ExtendRounds,
     "start_attempt": StartAttempt, "finish_attempt": FinishAttempt,
 }
 

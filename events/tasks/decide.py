@@ -40,6 +40,7 @@ from events.tasks.commands import (
     Comment,
     CountRound,
     Create,
+    ExtendRounds,
     Fail,
     FinishAttempt,
     FixSpec,
@@ -91,6 +92,7 @@ from events.tasks.model import (
     TaskRetryScheduled,
     TaskRootCauseRequested,
     TaskRoundCounted,
+    TaskRoundsExtended,
     TaskRoundWarning,
     TaskStarted,
     TaskSubmitted,
@@ -189,6 +191,14 @@ def decide(cmd: TaskCommand, state: Task, view: TaskView, now: datetime) -> list
             ))
         case CountRound(agent_id=agent):
             return _count_round(state, agent)
+        case ExtendRounds(max_rounds=limit, by=by):
+            _status_in(state, "given more rounds", *OPEN)
+            if state.max_rounds is not None and limit <= state.max_rounds:
+                raise InvalidTransition(f"task {state.id} already allows {state.max_rounds} rounds")
+            out = own(TaskRoundsExtended(max_rounds=limit, by=by))
+            if state.status == "blocked" and state.status_reason == "max_rounds":
+                out += own(TaskUnblocked(by=by, note=f"rounds extended to {limit}"))
+            return out
         case StartAttempt(agent_id=agent, session_id=session, continuation=cont):
             _held_by(state, agent, *ACTIVE)
             return own(TaskAttemptStarted(

@@ -34,6 +34,7 @@ from events.tasks.model import (
     TaskRetryScheduled,
     TaskRootCauseRequested,
     TaskRoundCounted,
+    TaskRoundsExtended,
     TaskRoundWarning,
     TaskStarted,
     TaskSubmitted,
@@ -138,6 +139,10 @@ def _apply(s: Task, e: TaskEvent, at: datetime, seq: int) -> tuple[Task, str | N
             if s.status in TERMINAL:
                 return s, _refused(s, e)
             return replace(s, rounds=s.rounds + 1), None
+        case TaskRoundsExtended():
+            if s.status in TERMINAL:
+                return s, _refused(s, e)
+            return replace(s, max_rounds=e.max_rounds), None
         case TaskRoundWarning() | TaskAttemptFinished():
             return s, None
         case TaskAttemptStarted():

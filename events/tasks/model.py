@@ -212,6 +212,12 @@ class TaskRoundWarning(TaskEvent, frozen=True, kw_only=True):
     max_rounds: Rounds
 
 
+class TaskRoundsExtended(TaskEvent, frozen=True, kw_only=True):
+    name: ClassVar[str] = "rounds_extended"
+    max_rounds: Rounds
+    by: Id
+
+
 class TaskAttemptStarted(TaskEvent, frozen=True, kw_only=True):
     name: ClassVar[str] = "attempt_started"
     agent_id: Id

@@ -165,6 +165,16 @@ QUERIES: dict[str, str] = {
         f"ORDER BY {_ORDER} LIMIT $limit"
     ),
     "get": "SELECT * FROM tasks WHERE id = $id",
+    # agent health (/metrics): when each agent's held tasks last moved, its 429s, pending by type
+    "held_since": (
+        "SELECT claimed_by AS agent_id, epoch(min(updated_at)) AS since FROM tasks "
+        "WHERE status IN ('claimed', 'working') AND claimed_by IS NOT NULL GROUP BY claimed_by"
+    ),
+    "api_errors": (
+        "SELECT agent_id, count(*) AS n FROM task_attempts WHERE outcome = 'api_error' "
+        "AND agent_id IS NOT NULL GROUP BY agent_id"
+    ),
+    "pending_by_type": "SELECT type, count(*) AS n FROM tasks WHERE status = 'pending' GROUP BY type",
     "history": (
         'SELECT seq, "at", event, actor, data, noop_reason FROM task_events '
         "WHERE task_id = $id ORDER BY seq"

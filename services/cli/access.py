@@ -34,8 +34,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="print the NATS permissions of one principal (admin, reader, a service, "
                         "agent:ID)")
     c.set_defaults(run=policy)
-    a = sub.add_parser("agents", parents=[common], help="agents' credentials")
-    verbs = a.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+
+def add_agent_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
+    """`agents add|list` (credentials), beside the other `agents` verbs (services.cli.agents)."""
     add = verbs.add_parser("add", parents=[common], help="issue an agent's NATS credentials and "
                            "HTTP token", description=__doc__)
     add.add_argument("agent_id", metavar="ID")

@@ -17,7 +17,20 @@ from typing import Any
 
 import anyio
 
-from services.cli import access, calendar, keys, ledger, read, rebuild, reports, run, targets, tasks
+from services.cli import (
+    access,
+    agents,
+    calendar,
+    keys,
+    ledger,
+    read,
+    rebuild,
+    reports,
+    run,
+    runs,
+    targets,
+    tasks,
+)
 from services.cli import output as show
 from services.runtime import logs, loop
 from services.settings import Settings, SettingsError, load
@@ -73,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--http-port", type=int, default=None, help="gateway HTTP port")
 
     c = command("serve", run.serve, "run one service alone against the configured NATS")
-    c.add_argument("service", choices=["gateway", "projector", "tasks", "scheduler", "notifier"])
+    c.add_argument("service", choices=["gateway", "projector", "tasks", "scheduler", "notifier", "watchdog", "dispatcher"])
     c.add_argument(
         "--only",
         action="append",
@@ -119,6 +132,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--after", metavar="POSITION", help=read.AFTER_HELP)
 
     tasks.add_parsers(sub, common)
+    agents.add_parsers(sub, common)
+    runs.add_parsers(sub, common)
     keys.add_parsers(sub, common)
     access.add_parsers(sub, common)
     calendar.add_parsers(sub, common)

@@ -37,7 +37,7 @@ def after_option(text: str | None) -> dict[str, int] | None:
 async def sql(args: argparse.Namespace, settings: Settings) -> int:
     async with queries(settings) as q:
         rows = await q.sql(args.projection, args.sql, args.limit, after_option(args.after))
-    _rows(args, rows.columns, rows.rows)
+    print_rows(args, rows.columns, rows.rows)
     if rows.truncated:
         show.note(f"(truncated at {len(rows.rows)} rows; pass --limit to change)")
     return 0
@@ -46,14 +46,14 @@ async def sql(args: argparse.Namespace, settings: Settings) -> int:
 async def rejects(args: argparse.Namespace, settings: Settings) -> int:
     async with queries(settings) as q:
         rows = await q.rejects(args.projection, args.limit, after_option(args.after), offset=args.offset)
-    _rows(args, rows.columns, rows.rows)
+    print_rows(args, rows.columns, rows.rows)
     if rows.truncated:
         show.note(f"(more: --offset {args.offset + len(rows.rows)}; payloads are cut to 2 KB, "
                   "payload_bytes is the full size)")
     return 0
 
 
-def _rows(args: argparse.Namespace, columns: list[str], rows: list[list[Any]]) -> None:
+def print_rows(args: argparse.Namespace, columns: list[str], rows: list[list[Any]]) -> None:
     if args.json:
         show.records_json(columns, rows)
     else:

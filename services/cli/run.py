@@ -105,6 +105,15 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         target = notifier.serve
         what = "notifier delivering reports"
+    elif args.service in ("watchdog", "dispatcher"):
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        from services import watchdog
+        from services.dispatcher import loop as dispatcher
+
+        target = watchdog.serve if args.service == "watchdog" else dispatcher.serve
+        what = (f"watchdog deciding every {settings.watchdog_interval_s:g}s"
+                if args.service == "watchdog" else f"dispatcher ({settings.dispatch_mode})")
     else:
         from projections import catalog
         from services.projector import service as projector

@@ -29,9 +29,10 @@ does not repeat them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,15 @@ from anyio.abc import TaskStatus
 from nats.aio.client import Client as NATS
 from opentelemetry import trace
 
+from events import tasks
 from events.agents import AgentCooldownEnded, AgentWoken
 from events.core.client import EventClient
 from events.tasks.attempts import MAX_CONTINUATIONS
 from projections.runtime.protocol import QueryClient, QueryError
-from services.dispatcher import policy
+from services.dispatcher import kill, policy, recovery, runlog
 from services.dispatcher import session as session_file
 from services.dispatcher.outcome import Settling, settle
-from services.dispatcher.run import CommandRefused, Exit, TaskCommands, watch
+from services.dispatcher.run import CommandRefused, Exit, TaskCommands, task_history, watch
 from services.dispatcher.wake import WakeFailed, Waker
 from services.settings import Settings
 
@@ -73,10 +75,12 @@ class Dispatcher:
         self.running: dict[str, int] = {}
         self.watched: set[asyncio.Task[Any]] = set()
         self.mail_woken: dict[str, int] = {}
-        # per task (mail runs: `mail:<agent>`): stuck sessions in a row, across dispatches, and
-        # compaction waits of the current dispatch, across its continuations
+        # mail runs (`mail:<agent>`): stuck sessions in a row (a task's count is read from its
+        # events, `stuck_in_a_row`, so it survives a restart); per task or mail run: compaction
+        # waits of the current dispatch, across its continuations
         self.stuck: dict[str, int] = {}
         self.compact_waits: dict[str, int] = {}
+        self.processes = kill.Processes()
         self.waker = Waker(self.mode, nc, settings.dispatch_webhook_url, settings.request_timeout_s)
 
     # -- the loop --------------------------------------------------------------------------
@@ -199,7 +203,15 @@ class Dispatcher:
                             await self.events.publish(agent, woken, msg_id=woken_id)
                             return None
                         await self.events.publish(agent, woken, msg_id=woken_id)
-                        done = await self._watch(agent, tid, session, message)
+                        run = runlog.AttemptRun(
+                            self.events, runlog.run_id(tid, attempt, continuation), agent, tid, attempt
+                        )
+
+                        async def spawned(pid: int, run: runlog.AttemptRun = run) -> None:
+                            self.processes.add(agent, pid)
+                            await run.started(pid)
+
+                        done = await self._watch(agent, tid, session, message, spawned, run.line)
                     except (OSError, WakeFailed) as exc:  # nobody runs it: give the task back
                         log.error("dispatch: waking %s for %s failed: %s", agent, tid, exc)
                         await self.commands.send(
@@ -213,6 +225,7 @@ class Dispatcher:
                     outcome = await self._finish(
                         agent, tid, attempt, started["seq"], done, continuation
                     )
+                    await run.finished(outcome, done)
                     span.set_attribute(  # only a gateway timeout continues
                         "agentledger.outcome",
                         "gateway_timeout" if outcome == "continue" else outcome,
@@ -227,7 +240,11 @@ class Dispatcher:
             self.compact_waits.pop(tid, None)
             self.running[agent] -= 1
 
-    async def _watch(self, agent: str, tid: str, session: str, message: str) -> Exit:
+    async def _watch(
+        self, agent: str, tid: str, session: str, message: str,
+        on_spawn: Callable[[int], Awaitable[None]] | None = None,
+        on_output: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Exit:
         argv = policy.command_line(
             self.settings.dispatch_command or "",
             agent_id=agent,
@@ -242,8 +259,11 @@ class Dispatcher:
             timeout_s=self.settings.agent_timeout_s,
             max_monitor_timeouts=self.settings.max_monitor_timeouts,
             session=(lambda: session_file.read_state(path, agent)) if path else None,
-            stuck_count=self.stuck.get(key, 0),
+            stuck_count=await self.stuck_in_a_row(tid) if tid else self.stuck.get(key, 0),
             compact_waits=self.compact_waits.get(key, 0),
+            on_spawn=on_spawn,
+            on_output=on_output,
+            follow_s=runlog.FOLLOW_S,
         )
         self.compact_waits[key] = done.compact_waits
         if done.verdict == "revive" and path is not None:
@@ -260,6 +280,16 @@ class Dispatcher:
         else:
             self.stuck.pop(key, None)
         return done
+
+    async def stuck_in_a_row(self, tid: str) -> int:
+        """How many of the task's last attempts ended with a revived stuck session, from TASKS."""
+        n = 0
+        for _, e in reversed((await task_history(self.nc, tid)).events):
+            if isinstance(e, tasks.TaskAttemptFinished):
+                if e.outcome != "session_revived":
+                    break
+                n += 1
+        return n
 
     def _session_path(self, agent: str) -> Path | None:
         template = self.settings.dispatch_session_file
@@ -285,7 +315,39 @@ class Dispatcher:
             {"agent_id": agent, "task_id": tid, "session_id": session, "message": message}
         )
 
+    async def recover(self) -> list[str]:
+        """Settle the attempts a previous dispatcher left in flight (`services.dispatcher.recovery`);
+        returns their run ids. Processes still alive are waited for in the background."""
+        found = await recovery.open_runs(self.nc)
+        for run in found:
+            self.running[run.agent_id] = self.running.get(run.agent_id, 0) + 1
+            self.processes.add(run.agent_id, run.pid)
+            self._spawn(self._recovered(run))
+        if found:
+            log.warning("dispatch: %d attempt(s) in flight from before the restart: %s",
+                        len(found), ", ".join(r.run_id for r in found))
+        return [r.run_id for r in found]
+
+    async def _recovered(self, run: recovery.OpenRun) -> None:
+        try:
+            deadline = self.settings.agent_timeout_s * self.settings.max_monitor_timeouts
+            verdict = await recovery.wait_for(run, deadline, self.clock())
+            history = await task_history(self.nc, run.task_id)
+            if verdict is None and history.task.status not in ("review", "done"):
+                verdict = await recovery.session_verdict(self._session_path(run.agent_id), run.agent_id)
+            since = next((s for s, e in history.events if isinstance(e, tasks.TaskAttemptStarted)
+                          and e.attempt == run.attempt), 0)
+            took = int((self.clock() - run.started_at).total_seconds() * 1000)
+            done = recovery.exit_after_restart(verdict, history.task.status, took)
+            outcome = await self._finish(run.agent_id, run.task_id, run.attempt, since, done, 0)
+            await runlog.finish(self.events, run.run_id, outcome, done)
+            log.info("dispatch: recovered %s settled as %s", run.run_id, outcome)
+        finally:
+            self.running[run.agent_id] -= 1
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await self.recover()
+        kills = await kill.listen(self.nc, self.processes)
         task_status.started()
         try:
             while True:
@@ -301,6 +363,8 @@ class Dispatcher:
                 if self.watched:
                     await asyncio.wait(list(self.watched))
                 await self.waker.close()
+                with contextlib.suppress(Exception):
+                    await kills.unsubscribe()
 
 
 async def serve(

@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -112,6 +112,20 @@ async def _drain(stream: asyncio.StreamReader | None, keep: deque[bytes], size: 
             size[0] -= len(keep.popleft())
 
 
+async def _follow(out: deque[bytes], on_output: Callable[[str], Awaitable[None]], every_s: float) -> None:
+    """Every `every_s`, the newest output line when it changed: the run's progress line."""
+    sent = ""
+    while True:
+        await asyncio.sleep(every_s)
+        lines = [ln for ln in _text(out).splitlines() if ln.strip()]
+        if lines and lines[-1] != sent:
+            sent = lines[-1]
+            try:
+                await on_output(sent)
+            except EventError as exc:  # a lost progress line never stops the watch
+                log.warning("dispatch: progress line not recorded: %s", exc)
+
+
 def _text(keep: deque[bytes]) -> str:
     return b"".join(keep)[-STREAM_TAIL:].decode("utf-8", "replace")
 
@@ -124,6 +138,9 @@ async def watch(
     session: Callable[[], SessionState] | None = None,
     stuck_count: int = 0,
     compact_waits: int = 0,
+    on_spawn: Callable[[int], Awaitable[None]] | None = None,
+    on_output: Callable[[str], Awaitable[None]] | None = None,
+    follow_s: float = 30.0,
 ) -> Exit:
     """Run `argv` (never through a shell) until it exits or the timeout rules give up on it; then
     it is killed and `verdict` says why.
@@ -139,9 +156,16 @@ async def watch(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
+    if on_spawn is not None:
+        try:
+            await on_spawn(proc.pid)
+        except BaseException:
+            _kill(proc)
+            raise
     out: deque[bytes] = deque()
     err: deque[bytes] = deque()
     readers = asyncio.gather(_drain(proc.stdout, out, [0]), _drain(proc.stderr, err, [0]))
+    follower = asyncio.ensure_future(_follow(out, on_output, follow_s)) if on_output else None
     waiting = asyncio.ensure_future(asyncio.gather(readers, proc.wait()))
     timeouts, verdict = 0, None
     try:
@@ -180,6 +204,8 @@ async def watch(
                 break
             verdict = None
     finally:
+        if follower is not None:
+            follower.cancel()
         if proc.returncode is None:  # cancelled: never leave an agent process behind
             _kill(proc)
             waiting.cancel()

@@ -27,6 +27,7 @@ from services.gateway import (
     openapi,
     queries,
     reports,
+    runs,
     targets,
     tasks,
 )
@@ -62,6 +63,9 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/tasks/{id}/{verb}", tasks.task_command),
         web.post("/api/mail", mail.send_mail),
         web.post("/api/mail/{id}/read", mail.read_mail),
+        web.get("/api/runs", runs.list_runs),
+        web.get("/api/runs/{id}", runs.get_run),
+        web.get("/api/watchdog", runs.list_decisions),
         web.get("/api/rejects", queries.get_rejects),
         web.post("/api/sql", queries.post_sql),
         *admin.routes(),

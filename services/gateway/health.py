@@ -15,8 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from projections.runtime.protocol import QueryError
+from services.gateway import fleet
 from services.gateway.body import json_response
-from services.gateway.keys import NC, PROXY, QUERIES, TELEMETRY
+from services.gateway.keys import NC, PROXY, QUERIES, SETTINGS, TELEMETRY
 from services.runtime.telemetry import Observed
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,10 @@ async def get_metrics(request: web.Request) -> web.Response:
                 await _report_metrics(request, observed)
             except QueryError as exc:
                 log.warning("metrics: report queues unavailable: %s", exc.message)
+    fleet_text = await fleet.render(
+        request.app[QUERIES], request.app[SETTINGS], nats_connected=request.app[NC].is_connected
+    )
     return web.Response(
-        body=telemetry.prometheus_text(),
+        body=telemetry.prometheus_text() + fleet_text,
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )

@@ -158,6 +158,17 @@ def document() -> Schema:
         },
         "/api/reports/{id}": {"get": _op("a report, its deliveries and attempts", params=[task_id, after],
                                          errors=(404, 422, 503, 504))},
+        "/api/runs": {"get": _op("run logs, newest first", params=[
+            _param("task", "query", ID), agent,
+            _param("status", "query", {"type": "string", "maxLength": 64}),
+            _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}), after],
+            errors=(400, 422, 503, 504))},
+        "/api/runs/{id}": {"get": _op("one run with its text", params=[task_id, after],
+                                      errors=(404, 422, 503, 504))},
+        "/api/watchdog": {"get": _op("the watchdog's decisions, newest first", params=[
+            agent, _param("task", "query", ID),
+            _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}), after],
+            errors=(400, 422, 503, 504))},
         "/api/alertmanager": {"post": _op("Alertmanager webhook (payload version 4)", body=JSON_OBJECT,
                                           errors=(400, 401, 422, 503))},
         "/api/calendar/slots": {"post": _op("add a slot to agentledger's own calendar (admin)", 201,

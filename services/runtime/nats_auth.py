@@ -33,6 +33,7 @@ JS_USE = (
 )
 SERVICE_SUBSCRIBE: Mapping[str, tuple[str, ...]] = {
     "tasks": ("cmd.tasks.>",),
+    "dispatcher": ("kill.*",),  # the watchdog's kill requests for processes the dispatcher runs
 }
 HTTP_CALLERS = frozenset({ADMIN, AGENT, AGENT_SELF, "gateway"})
 
@@ -65,7 +66,7 @@ def permissions(
     if kind == "projector":
         subscribe += [f"q.{projector}", f"q.{projector}.admin"]
     return {
-        "publish": {"allow": [*own, *JS_USE, "_INBOX.>", "cmd.>", "wake.>", f"q.{projector}"]},
+        "publish": {"allow": [*own, *JS_USE, "_INBOX.>", "cmd.>", "wake.>", "kill.>", f"q.{projector}"]},
         "subscribe": {"allow": subscribe},
     }
 

@@ -81,7 +81,7 @@ class TasksService:
     """Answers the commands of one NATS connection from one fold; run it with `run`."""
 
     def __init__(self, nc: NATS, *, timeout: float = 5.0, max_tries: int = MAX_TRIES,
-                 fold_nc: NATS | None = None) -> None:
+                 fold_nc: NATS | None = None, coo: str | None = None) -> None:
         self.nc = nc
         self.timeout = timeout
         self.max_tries = max_tries
@@ -90,6 +90,7 @@ class TasksService:
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.coo = coo  # the one agent that may extend a task's rounds (besides the admin)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Fold the streams, then answer commands until cancelled."""
@@ -167,6 +168,9 @@ class TasksService:
         if agg is None:
             raise CommandError("invalid", f"missing required field `{id_field}`", f"$.{id_field}")
         if agent is not None:
+            if verb == "extend_rounds" and agent != self.coo:
+                raise CommandError("forbidden", f"only the COO ({self.coo or 'none set'}) or the admin "
+                                   f"may extend a task's rounds; agent {agent} may not")
             headers = {k: v for k, v in (headers or {}).items() if k != H_ACTOR}
             fields = _as_agent(verb, cls, fields, agent)
         if unknown := [k for k in fields if k not in cls.__struct_encode_fields__]:
@@ -310,7 +314,8 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
     fold_nc = await connect(settings, "agentledger-tasks-fold")
     try:
         await ensure_streams(nc.jetstream(), **settings.stream_options())
-        await TasksService(nc, timeout=settings.request_timeout_s, fold_nc=fold_nc).run(task_status=task_status)
+        await TasksService(nc, timeout=settings.request_timeout_s, fold_nc=fold_nc,
+                           coo=settings.watchdog_coo).run(task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
             await fold_nc.close()

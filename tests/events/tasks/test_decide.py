@@ -334,3 +334,22 @@ def test_attempts_are_numbered_and_finished_with_their_outcome() -> None:
 
 def test_an_attempt_is_only_started_for_the_claimer() -> None:
     given(CREATED).when(StartAttempt(agent_id="architect")).then_raises(InvalidTransition, "pending")
+
+
+def test_extend_rounds_raises_the_limit_and_resumes_a_task_paused_at_it() -> None:
+    from events.tasks import ExtendRounds, TaskBlocked, TaskRoundsExtended, TaskUnblocked
+
+    given(
+        TaskCreated(title="t", max_rounds=10), TaskClaimed(agent_id="a"),
+        TaskBlocked(reason="max_rounds", by="watchdog"),
+    ).when(ExtendRounds(max_rounds=20, by="coo")).then(
+        TaskRoundsExtended(max_rounds=20, by="coo"), TaskUnblocked(by="coo", note="rounds extended to 20")
+    )
+
+
+def test_extend_rounds_refuses_a_limit_that_is_not_higher() -> None:
+    from events.tasks import ExtendRounds
+
+    given(TaskCreated(title="t", max_rounds=10)).when(
+        ExtendRounds(max_rounds=10, by="coo")
+    ).then_raises(InvalidTransition, "already allows 10 rounds")

@@ -37,6 +37,7 @@ from events.tasks import (
     TaskRetryScheduled,
     TaskRootCauseRequested,
     TaskRoundCounted,
+    TaskRoundsExtended,
     TaskRoundWarning,
     TaskSubmitted,
     TaskUnblocked,
@@ -110,6 +111,7 @@ EVERY_EVENT: list[TaskEvent] = [
     TaskOutputAdded(agent_id="a", title="t"), TaskRoundCounted(), TaskRoundWarning(round=8, max_rounds=10),
     TaskAttemptStarted(agent_id="a"), TaskAttemptFinished(agent_id="a", outcome="completed"),
     TaskClaimed(agent_id="coo"), TaskCreated(title="dup", parent_id="P", level=2),
+    TaskRoundsExtended(max_rounds=20, by="coo"),
 ]
 
 

@@ -234,3 +234,38 @@ async def test_each_dispatch_is_a_span_with_its_outcome(stack: Stack, spans: Any
         (0, "gateway_timeout"),
         (1, "completed"),
     ]
+
+
+async def test_every_attempt_is_a_run_log_with_its_outcome_and_output(stack: Stack) -> None:
+    from events.runs import RunFinished, RunStarted
+    from tests.services.watchdog.streams import events_of
+
+    assert await stack.run("continued-2") == "completed"
+    runs = await events_of(stack.nc, "runs")
+    started = [e for e in runs if isinstance(e, RunStarted)]
+    finished = [e for e in runs if isinstance(e, RunFinished)]
+    assert [(s.agent_id, s.task_id, s.log_type) for s in started] == [(AGENT, "continued-2", "attempt")] * 2
+    assert [(f.status, f.message) for f in finished] == [
+        ("success", "gateway_timeout"), ("success", "completed")
+    ]
+    assert all(f.duration_ms >= 0 for f in finished)
+
+
+async def test_the_output_of_a_running_agent_becomes_progress_lines_of_its_run(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import msgspec
+
+    from events.runs import RunFinished, RunFollowing
+    from services.dispatcher import runlog
+    from tests.services.watchdog.streams import events_of
+
+    monkeypatch.setattr(runlog, "FOLLOW_S", 0.15)
+    stack.d.settings = msgspec.structs.replace(stack.settings, agent_timeout_s=30)  # time to chat
+    assert await stack.run("chatty-1") == "completed"
+    runs = await events_of(stack.nc, "runs")
+    lines = [e.line for e in runs if isinstance(e, RunFollowing)]
+    # the newest line at each look: progress, and perhaps the JSON meta printed at the very end
+    assert sum(line.startswith("working on step") for line in lines) >= 2
+    assert len(set(lines)) == len(lines)  # a line is sent once, when it is new
+    assert isinstance(runs[-1], RunFinished) and "working on step 10" in runs[-1].content
