@@ -15,7 +15,18 @@ from nats.aio.client import Client as NATS
 
 from events.core.client import EventClient
 from projections.runtime.protocol import QueryClient
-from services.gateway import admin, agents, auth, calendar, events, health, mail, queries, tasks
+from services.gateway import (
+    admin,
+    agents,
+    auth,
+    calendar,
+    dashboard,
+    events,
+    health,
+    mail,
+    queries,
+    tasks,
+)
 from services.gateway.errors import error_middleware
 from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.proxy import handler as proxy
@@ -51,6 +62,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/sql", queries.post_sql),
         *admin.routes(),
         *calendar.routes(),
+        *dashboard.routes(),
         web.get("/v1/models", proxy.list_models),
         web.post("/v1/chat/completions", proxy.chat_completions),
         web.post("/v1/completions", proxy.completions),
