@@ -91,9 +91,9 @@
       currentForm(editing && list.find((b) => b.id === editing.id)),
       el("h2", {}, "Cooldown log"),
       table([["started", (c) => `${human(ageS(c.started))} ago`], ["backend", (c) => c.backend_id],
-        ["length s", (c) => c.length_s], ["reason", (c) => c.reason], ["consecutive 429s", (c) => c.consecutive],
+        ["length s", (c) => Math.round(c.length_s)], ["reason", (c) => c.reason], ["consecutive 429s", (c) => c.consecutive],
         ["ended", (c) => (c.ended ? `${human(ageS(c.ended))} ago` : future(c.until) || "over")]],
-      cooldowns.cooldowns),
+      cooldowns.cooldowns, (c) => `cooldown-${c.backend_id}-${c.seq}`),
       el("h2", {}, "Usage by hour (24 h)"), usage(hourly.rows, "hour"),
       el("h2", {}, "Usage by day (30 days)"), usage(daily.rows, "day"),
     );

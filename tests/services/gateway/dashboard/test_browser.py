@@ -18,7 +18,6 @@ from aiohttp.test_utils import TestServer
 
 from events.agents import AgentHeartbeat, AgentRegistered
 from events.core.client import EventClient
-from events.core.keyring import Keyring, new_key
 from services.gateway.app import create_app
 from services.gateway.dashboard import PAGES
 from services.projector.service import ProjectorHost
@@ -27,6 +26,12 @@ from services.tasks.service import TasksService
 from tests.hosting import raw_pub, running
 from tests.services.gateway.admin_auth import ADMIN_TOKEN, AS_ADMIN
 from tests.services.gateway.dashboard.browser import browser, watched_page
+from tests.services.gateway.proxy.fixtures import (
+    GATEWAY_KEY,
+    KEYRING,
+    create_backend,
+    start_upstream,
+)
 
 WAIT_MS = 15_000  # a bound for the browser's own polling waits, not a timing assertion
 DESKTOP = {"width": 1280, "height": 800}
@@ -37,7 +42,7 @@ KEY = "sk-dashboard-test-0123456789abcdef"
 @pytest.fixture
 def settings(nats_url: str, tmp_path: Path) -> Settings:
     return Settings(admin_token=ADMIN_TOKEN, nats_url=nats_url, home=str(tmp_path), batch_ms=20,
-                    keyring=Keyring({"k1": new_key()}).to_env_value(), request_timeout_s=5.0)
+                    keyring=KEYRING.to_env_value(), gateway_keys=GATEWAY_KEY, request_timeout_s=5.0)
 
 
 @pytest.fixture
@@ -133,16 +138,47 @@ async def test_a_rejected_raw_event_appears_on_the_ledger_page_with_its_field(
         assert watch.problems() == []
 
 
+async def open_providers(context: Any, gateway: str) -> tuple[Any, Any]:
+    page, watch = await watched_page(context, gateway)
+    await page.goto(f"{gateway}/dashboard/providers")
+    await page.fill("#token-input", ADMIN_TOKEN)
+    await page.click("#token-form button")
+    await page.wait_for_selector("#backend-form", timeout=WAIT_MS)
+    return page, watch
+
+
+async def test_a_429_from_an_upstream_appears_in_the_cooldown_log_without_a_reload(
+    client: EventClient, gateway: str
+) -> None:
+    upstream = await start_upstream("limited", status=429, headers={"Retry-After": "120"})
+    try:
+        await create_backend(client, "bkd_hot", upstream.url)
+        async with browser() as chromium:
+            context = await chromium.new_context(viewport=DESKTOP)  # type: ignore[attr-defined]
+            page, watch = await open_providers(context, gateway)
+            await page.wait_for_selector("tr[data-id=bkd_hot]", timeout=WAIT_MS)
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {GATEWAY_KEY}"}) as http:
+                r = await http.post(f"{gateway}/v1/chat/completions",
+                                    json={"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]})
+                assert r.status in (429, 503), await r.text()
+            row = await page.wait_for_selector("tr[data-id^=cooldown-bkd_hot]", timeout=WAIT_MS)
+            text = await row.inner_text()  # type: ignore[union-attr]
+            assert "120" in text, text
+            backend = await page.inner_text("tr[data-id=bkd_hot]")
+            assert "cooling" in backend, backend
+            await page.close()
+            assert watch.problems() == []
+    finally:
+        assert upstream.server is not None
+        await upstream.server.close()
+
+
 async def test_a_backend_added_through_the_form_appears_with_a_masked_key(
     client: EventClient, gateway: str
 ) -> None:
     async with browser() as chromium:
         context = await chromium.new_context(viewport=DESKTOP)  # type: ignore[attr-defined]
-        page, watch = await watched_page(context, gateway)
-        await page.goto(f"{gateway}/dashboard/providers")
-        await page.fill("#token-input", ADMIN_TOKEN)
-        await page.click("#token-form button")
-        await page.wait_for_selector("#backend-form", timeout=WAIT_MS)
+        page, watch = await open_providers(context, gateway)
         form: Any = "#backend-form"
         await page.fill(f"{form} input[name=id]", "bkd_local")
         await page.fill(f"{form} input[name=name]", "local")
