@@ -204,9 +204,11 @@ function fleet(view) {
 
 function tasks(view) {
   if (view.note) return show(el("p", { class: "note" }, view.note));
+  const section = el("section", { id: "task-detail" });
   const byStatus = {};
   for (const t of view.tasks) byStatus[t.status] = (byStatus[t.status] || 0) + 1;
-  const columns = [["task", (t) => t.id], ["type", (t) => t.type], ["priority", (t) => t.priority],
+  const { detail, link: taskLink } = window.dashboardTasks;
+  const columns = [["task", (t) => taskLink(t.id)], ["type", (t) => t.type], ["priority", (t) => t.priority],
     ["level", (t) => t.level], ["status", (t) => t.status], ["assignee", (t) => t.assignee],
     ["title", (t) => el("span", {}, t.title || "")], ["attempts", (t) => t.attempts]];
   show(
@@ -215,7 +217,9 @@ function tasks(view) {
     table(columns, view.actionable, (t) => t.id),
     el("h2", {}, `All tasks${view.truncated ? " (truncated)" : ""}`),
     table([...columns, ["last error", (t) => t.last_error]], view.tasks, (t) => t.id),
+    section,
   );
+  detail(section);
 }
 
 function ledger(view) {
@@ -270,7 +274,9 @@ function render(view) {
   if (view) PAGES[PAGE](view);
 }
 
-window.dashboard = { el, table, cards, show, human, ageS, future, authHeaders, ADMIN_KEY, refresh: () => render(link.view) };
+window.dashboard = {
+  el, table, cards, show, human, ageS, future, authHeaders, ADMIN_KEY, READ_KEY, refresh: () => render(link.view),
+};
 
 document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === PAGE));
 setInterval(() => {

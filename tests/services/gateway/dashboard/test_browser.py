@@ -192,3 +192,25 @@ async def test_a_backend_added_through_the_form_appears_with_a_masked_key(
         assert ADMIN_TOKEN not in stored and ADMIN_TOKEN not in page.url
         await page.close()
         assert watch.problems() == []
+
+
+async def test_a_linked_task_shows_its_tree_and_a_raced_claim_as_a_noop_with_its_reason(
+    client: EventClient, gateway: str, nats_url: str
+) -> None:
+    await script_fleet(client, gateway, nats_url)
+    async with aiohttp.ClientSession(headers=AS_ADMIN) as http:
+        r = await http.post(f"{gateway}/api/tasks/TC-FLOW-001/claim", json={"agent_id": "architect"})
+        assert r.status == 200, await r.text()
+    async with browser() as chromium:
+        context = await chromium.new_context(viewport=PHONE)  # type: ignore[attr-defined]
+        page, watch = await watched_page(context, gateway)
+        await page.goto(f"{gateway}/dashboard/tasks#TC-FLOW-001")
+        await page.wait_for_selector("tr[data-id=tree-TC-FLOW-001]", timeout=WAIT_MS)
+        await raw_pub(nats_url, "tasks.TC-FLOW-001.claimed", b'{"agent_id":"coo"}')
+        row = await page.wait_for_selector("#task-detail tr:has-text('already claimed')", timeout=WAIT_MS)
+        text = await row.inner_text()  # type: ignore[union-attr]
+        assert "task TC-FLOW-001 is already claimed by architect" in text and "claimed" in text, text
+        await page.click("a[href='#TC-FLOW-002']")
+        await page.wait_for_selector("tr[data-id=tree-TC-FLOW-002]", timeout=WAIT_MS)
+        await page.close()
+        assert watch.problems() == []
