@@ -11,6 +11,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -67,3 +68,15 @@ async def watched_page(context: object, origin: str) -> tuple[object, Watch]:
     page.on("requestfailed", lambda r: watch.failed.append(f"failed: {r.url} {r.failure}"))
     page.on("response", lambda r: r.status >= 400 and watch.failed.append(f"HTTP {r.status}: {r.url}"))
     return page, watch
+
+
+@asynccontextmanager
+async def opened(origin: str, path: str, viewport: dict[str, int]) -> AsyncIterator[Any]:
+    """A fresh browser at `origin + path`; whatever went wrong on the page fails the test at the end."""
+    async with browser() as chromium:
+        context = await chromium.new_context(viewport=viewport)  # type: ignore[attr-defined]
+        page, watch = await watched_page(context, origin)
+        await page.goto(origin + path)  # type: ignore[attr-defined]
+        yield page
+        await page.close()  # type: ignore[attr-defined]
+    assert watch.problems() == []

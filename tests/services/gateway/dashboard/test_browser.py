@@ -25,7 +25,7 @@ from services.settings import Settings
 from services.tasks.service import TasksService
 from tests.hosting import raw_pub, running
 from tests.services.gateway.admin_auth import ADMIN_TOKEN, AS_ADMIN
-from tests.services.gateway.dashboard.browser import browser, watched_page
+from tests.services.gateway.dashboard.browser import browser, opened, watched_page
 from tests.services.gateway.proxy.fixtures import (
     GATEWAY_KEY,
     KEYRING,
@@ -106,10 +106,7 @@ async def test_a_heartbeat_published_over_nats_appears_on_the_fleet_page_without
     client: EventClient, gateway: str, nats_url: str
 ) -> None:
     await script_fleet(client, gateway, nats_url)
-    async with browser() as chromium:
-        context = await chromium.new_context(viewport=DESKTOP)  # type: ignore[attr-defined]
-        page, watch = await watched_page(context, gateway)
-        await page.goto(f"{gateway}/dashboard/fleet")
+    async with opened(gateway, "/dashboard/fleet", DESKTOP) as page:
         await page.wait_for_selector("tr[data-id=architect]", timeout=WAIT_MS)
         await page.evaluate("window.__sameDocument = true")
         assert await page.query_selector("tr[data-id=scout]") is None
@@ -118,33 +115,23 @@ async def test_a_heartbeat_published_over_nats_appears_on_the_fleet_page_without
         text = await row.inner_text()  # type: ignore[union-attr]
         assert "busy" in text and "TC-FLOW-002" in text
         assert await page.evaluate("window.__sameDocument") is True, "the page was reloaded"
-        await page.close()
-        assert watch.problems() == []
 
 
 async def test_a_rejected_raw_event_appears_on_the_ledger_page_with_its_field(
     client: EventClient, gateway: str, nats_url: str
 ) -> None:
-    async with browser() as chromium:
-        context = await chromium.new_context(viewport=DESKTOP)  # type: ignore[attr-defined]
-        page, watch = await watched_page(context, gateway)
-        await page.goto(f"{gateway}/dashboard/ledger")
+    async with opened(gateway, "/dashboard/ledger", DESKTOP) as page:
         await page.wait_for_selector("#link[data-state=live]", timeout=WAIT_MS)
         await raw_pub(nats_url, "agents.rogue.heartbeat", b'{"status": "sleeping"}')
         row = await page.wait_for_selector("tr[data-id='AGENTS-1']", timeout=WAIT_MS)
         text = await row.inner_text()  # type: ignore[union-attr]
         assert "agents.rogue.heartbeat" in text and "$.status" in text
-        await page.close()
-        assert watch.problems() == []
 
 
-async def open_providers(context: Any, gateway: str) -> tuple[Any, Any]:
-    page, watch = await watched_page(context, gateway)
-    await page.goto(f"{gateway}/dashboard/providers")
+async def admin_token(page: Any) -> None:
     await page.fill("#token-input", ADMIN_TOKEN)
     await page.click("#token-form button")
     await page.wait_for_selector("#backend-form", timeout=WAIT_MS)
-    return page, watch
 
 
 async def test_a_429_from_an_upstream_appears_in_the_cooldown_log_without_a_reload(
@@ -153,9 +140,8 @@ async def test_a_429_from_an_upstream_appears_in_the_cooldown_log_without_a_relo
     upstream = await start_upstream("limited", status=429, headers={"Retry-After": "120"})
     try:
         await create_backend(client, "bkd_hot", upstream.url)
-        async with browser() as chromium:
-            context = await chromium.new_context(viewport=DESKTOP)  # type: ignore[attr-defined]
-            page, watch = await open_providers(context, gateway)
+        async with opened(gateway, "/dashboard/providers", DESKTOP) as page:
+            await admin_token(page)
             await page.wait_for_selector("tr[data-id=bkd_hot]", timeout=WAIT_MS)
             async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {GATEWAY_KEY}"}) as http:
                 r = await http.post(f"{gateway}/v1/chat/completions",
@@ -166,8 +152,6 @@ async def test_a_429_from_an_upstream_appears_in_the_cooldown_log_without_a_relo
             assert "120" in text, text
             backend = await page.inner_text("tr[data-id=bkd_hot]")
             assert "cooling" in backend, backend
-            await page.close()
-            assert watch.problems() == []
     finally:
         assert upstream.server is not None
         await upstream.server.close()
@@ -176,9 +160,8 @@ async def test_a_429_from_an_upstream_appears_in_the_cooldown_log_without_a_relo
 async def test_a_backend_added_through_the_form_appears_with_a_masked_key(
     client: EventClient, gateway: str
 ) -> None:
-    async with browser() as chromium:
-        context = await chromium.new_context(viewport=DESKTOP)  # type: ignore[attr-defined]
-        page, watch = await open_providers(context, gateway)
+    async with opened(gateway, "/dashboard/providers", DESKTOP) as page:
+        await admin_token(page)
         form: Any = "#backend-form"
         await page.fill(f"{form} input[name=id]", "bkd_local")
         await page.fill(f"{form} input[name=name]", "local")
@@ -190,8 +173,6 @@ async def test_a_backend_added_through_the_form_appears_with_a_masked_key(
         assert "****" in text and KEY not in text and KEY not in await page.content()
         stored = await page.evaluate("JSON.stringify(localStorage)")
         assert ADMIN_TOKEN not in stored and ADMIN_TOKEN not in page.url
-        await page.close()
-        assert watch.problems() == []
 
 
 async def test_a_linked_task_shows_its_tree_and_a_raced_claim_as_a_noop_with_its_reason(
@@ -201,10 +182,7 @@ async def test_a_linked_task_shows_its_tree_and_a_raced_claim_as_a_noop_with_its
     async with aiohttp.ClientSession(headers=AS_ADMIN) as http:
         r = await http.post(f"{gateway}/api/tasks/TC-FLOW-001/claim", json={"agent_id": "architect"})
         assert r.status == 200, await r.text()
-    async with browser() as chromium:
-        context = await chromium.new_context(viewport=PHONE)  # type: ignore[attr-defined]
-        page, watch = await watched_page(context, gateway)
-        await page.goto(f"{gateway}/dashboard/tasks#TC-FLOW-001")
+    async with opened(gateway, "/dashboard/tasks#TC-FLOW-001", PHONE) as page:
         await page.wait_for_selector("tr[data-id=tree-TC-FLOW-001]", timeout=WAIT_MS)
         await raw_pub(nats_url, "tasks.TC-FLOW-001.claimed", b'{"agent_id":"coo"}')
         row = await page.wait_for_selector("#task-detail tr:has-text('already claimed')", timeout=WAIT_MS)
@@ -212,5 +190,3 @@ async def test_a_linked_task_shows_its_tree_and_a_raced_claim_as_a_noop_with_its
         assert "task TC-FLOW-001 is already claimed by architect" in text and "claimed" in text, text
         await page.click("a[href='#TC-FLOW-002']")
         await page.wait_for_selector("tr[data-id=tree-TC-FLOW-002]", timeout=WAIT_MS)
-        await page.close()
-        assert watch.problems() == []
