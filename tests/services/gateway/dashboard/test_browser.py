@@ -190,3 +190,25 @@ async def test_a_linked_task_shows_its_tree_and_a_raced_claim_as_a_noop_with_its
         assert "task TC-FLOW-001 is already claimed by architect" in text and "claimed" in text, text
         await page.click("a[href='#TC-FLOW-002']")
         await page.wait_for_selector("tr[data-id=tree-TC-FLOW-002]", timeout=WAIT_MS)
+
+
+async def test_with_read_auth_token_the_page_asks_for_a_token_and_shows_nothing_before_it(
+    client: EventClient, gateway: str, nats_url: str, settings: Settings
+) -> None:
+    await script_fleet(client, gateway, nats_url)
+    settings.read_auth = "token"  # the gateway holds this object and reads the policy per request
+    async with browser() as chromium:
+        context = await chromium.new_context(viewport=DESKTOP)  # type: ignore[attr-defined]
+        page, watch = await watched_page(context, gateway)
+        await page.goto(f"{gateway}/dashboard/fleet")
+        await page.wait_for_selector("#token-form:not(.hidden)", timeout=WAIT_MS)
+        assert await page.inner_text("#token-label") == "Read token"
+        assert await page.query_selector("tr[data-id=architect]") is None
+        await page.fill("#token-input", ADMIN_TOKEN)
+        await page.click("#token-form button")
+        await page.wait_for_selector("tr[data-id=architect]", timeout=WAIT_MS)
+        assert await page.is_hidden("#token-form")
+        assert ADMIN_TOKEN not in page.url and ADMIN_TOKEN not in await page.evaluate("JSON.stringify(localStorage)")
+        await page.close()
+    refused = [p for p in watch.problems() if "401" not in p]
+    assert refused == [] and any("HTTP 401" in p and "/dashboard/sse" in p for p in watch.problems())
