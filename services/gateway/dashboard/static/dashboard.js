@@ -258,10 +258,11 @@ async function providers() {
     return r.json();
   };
   try {
-    const [backends, pools, total, hourly, daily, cooldowns] = await Promise.all([
+    const [backends, pools, total, hourly, daily, cooldowns, minutes] = await Promise.all([
       get("/api/admin/backends"), get("/api/admin/pools"), get("/api/admin/stats/total"),
-      get("/api/admin/stats/hourly"), get("/api/admin/stats/daily"), get("/api/admin/stats/cooldown")]);
-    window.dashboardProviders.render({ backends, pools, total, hourly, daily, cooldowns });
+      get("/api/admin/stats/hourly"), get("/api/admin/stats/daily"), get("/api/admin/stats/cooldown"),
+      get("/api/admin/stats/minutes")]);
+    window.dashboardProviders.render({ backends, pools, total, hourly, daily, cooldowns, minutes });
   } catch (e) {
     if (String(e.message).includes("refused")) sessionStorage.removeItem(ADMIN_KEY);
     show(el("p", { class: "error" }, e.message));

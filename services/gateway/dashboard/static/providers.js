@@ -72,7 +72,7 @@
 
   function render(data) {
     last = data;
-    const { backends, pools, total, hourly, daily, cooldowns } = data;
+    const { backends, pools, total, hourly, daily, cooldowns, minutes } = data;
     const list = backends.backends;
     const pool = (name) => pools.pools[name];
     show(
@@ -81,6 +81,8 @@
         ["cooling", pool("primary").cooling + pool("fallback").cooling],
         ["requests", total.total_requests ?? 0], ["errors", total.total_errors ?? 0],
         ["tokens", total.total_tokens ?? 0], ["cost", total.total_cost ?? 0]]),
+      el("h2", {}, `Requests and latency, last ${minutes.minutes} minutes`),
+      window.dashboardChart.minutes(minutes.rows, minutes.minutes),
       el("h2", {}, "Backends"),
       table([["id", (b) => b.id], ["name", (b) => b.name], ["pool", (b) => b.pool],
         ["status", (b) => el("span", { class: b.status === "healthy" ? "ok" : b.status === "cooling" ? "warn" : "" }, b.status)],

@@ -152,6 +152,8 @@ async def test_a_429_from_an_upstream_appears_in_the_cooldown_log_without_a_relo
             assert "120" in text, text
             backend = await page.inner_text("tr[data-id=bkd_hot]")
             assert "cooling" in backend, backend
+            bar = await page.wait_for_selector("svg.chart rect[data-requests]", timeout=WAIT_MS)
+            assert await bar.get_attribute("data-requests") == "1"  # type: ignore[union-attr]
     finally:
         assert upstream.server is not None
         await upstream.server.close()
