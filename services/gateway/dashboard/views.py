@@ -35,9 +35,15 @@ def position(projections: dict[str, Any], page: str) -> str:
 
 
 async def fleet(app: web.Application, projections: dict[str, Any]) -> dict[str, Any]:
-    rows = await app[QUERIES].query("agents", "list")
+    """Agents, each with the outcome of its last finished attempt (kept by the tasks read model)."""
+    agents = (await app[QUERIES].query("agents", "list")).records()
+    if "tasks" in projections:
+        outcomes = {r["agent_id"]: r for r in (await app[QUERIES].query("tasks", "last_outcomes")).records()}
+        for agent in agents:
+            last = outcomes.get(agent["id"], {})
+            agent["last_outcome"], agent["last_outcome_task"] = last.get("last_outcome"), last.get("last_outcome_task")
     return {
-        "agents": rows.records(),
+        "agents": agents,
         "classes": {name: d._asdict() for name, d in CLASS_DEFAULTS.items()},
         "round_warning_ratio": ROUND_WARNING_RATIO,
     }

@@ -197,6 +197,8 @@ function fleet(view) {
         human(ageS(a.last_heartbeat_at)))],
       ["round / limit", rounds], ["cooldown", (a) => future(a.cooldown_until)],
       ["last woken", (a) => (a.last_woken_at ? `${human(ageS(a.last_woken_at))} ago` : "")],
+      ["last outcome", (a) => (a.last_outcome ? el("span", { class: a.last_outcome === "completed" ? "ok" : "warn" },
+        `${a.last_outcome} (${a.last_outcome_task})`) : "")],
       ["heartbeats", (a) => a.heartbeats],
     ], agents, (a) => a.id),
   );

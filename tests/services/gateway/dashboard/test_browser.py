@@ -68,6 +68,9 @@ async def script_fleet(client: EventClient, gateway: str, nats_url: str) -> None
             r = await http.post(f"{gateway}/api/tasks", json={"task_id": task_id, "title": f"do {task_id}",
                                                               "priority": priority})
             assert r.status in (200, 201), await r.text()
+        for verb, body in (("claim", {}), ("start_attempt", {}), ("finish_attempt", {"outcome": "gateway_timeout"})):
+            r = await http.post(f"{gateway}/api/tasks/TC-FLOW-002/{verb}", json={"agent_id": "coo", **body})
+            assert r.status == 200, await r.text()
     await raw_pub(nats_url, "agents.rogue.heartbeat", b'{"status": "sleeping"}')
 
 
@@ -89,7 +92,8 @@ async def test_every_page_loads_clean_from_the_gateway_alone_at_desktop_and_phon
                 else:
                     await page.wait_for_selector("main table", timeout=WAIT_MS)
                 if name == "fleet":
-                    await page.wait_for_selector("tr[data-id=architect]", timeout=WAIT_MS)
+                    coo = await page.wait_for_selector("tr[data-id=coo]:has-text('gateway_timeout')", timeout=WAIT_MS)
+                    assert "TC-FLOW-002" in await coo.inner_text()  # type: ignore[union-attr]
                 if name == "tasks":
                     await page.wait_for_selector("tr[data-id=TC-FLOW-001]", timeout=WAIT_MS)
                 assert await page.is_hidden("#token-form"), f"{name} at {size_name} still asks for a token"
