@@ -27,9 +27,11 @@ REJECTS_SHOWN = 200
 
 def position(projections: dict[str, Any], page: str) -> str:
     """An id for what a page shows now: every projection's checkpoints and health, and for the
-    ledger (which shows them) its lag and rejects too; a lag that comes and goes is no news to
-    the other pages."""
-    held = {n: [p.get("checkpoints"), p.get("healthy"), *([p.get("lag"), p.get("rejects")] if page == "ledger" else [])]
+    ledger (which shows them) its lag, rejects and snapshot time too; a lag that comes and goes
+    is no news to the other pages."""
+    ledger = page == "ledger"
+    held = {n: [p.get("checkpoints"), p.get("healthy"),
+                *([p.get("lag"), p.get("rejects"), p.get("snapshot_at")] if ledger else [])]
             for n, p in sorted(projections.items())}
     return hashlib.sha256(orjson.dumps(held, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 

@@ -236,7 +236,9 @@ function ledger(view) {
       ["health", (p) => el("span", { class: p.healthy ? "ok" : "bad" }, p.healthy ? "healthy" : p.error || "unhealthy")],
       ["checkpoints", (p) => Object.entries(p.checkpoints || {}).map(([s, n]) => `${s}:${n}`).join(" ")],
       ["lag", (p) => el("span", { class: p.lag ? "warn" : "ok" }, p.lag)], ["rejects", (p) => p.rejects],
-      ["last batch", (p) => (p.last_batch_at ? `${human(ageS(p.last_batch_at))} ago` : "none")]],
+      ["last batch", (p) => (p.last_batch_at ? `${human(ageS(p.last_batch_at))} ago` : "none")],
+      ["snapshot age", (p) => (p.snapshot_at ? el("span", { class: "age", "data-at": p.snapshot_at }, human(ageS(p.snapshot_at)))
+        : "none yet")]],
     projections, (p) => p.name),
     el("h2", {}, `Rejects (${view.rejects.length})`),
     table([["stream", (r) => r.stream], ["seq", (r) => r.seq], ["subject", (r) => r.subject],

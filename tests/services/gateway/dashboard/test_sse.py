@@ -27,7 +27,7 @@ BOUND_S = 15.0
 
 @pytest.fixture
 def settings(nats_url: str, tmp_path: Path) -> Settings:
-    return Settings(admin_token=ADMIN_TOKEN, nats_url=nats_url, home=str(tmp_path), batch_ms=20)
+    return Settings(admin_token=ADMIN_TOKEN, nats_url=nats_url, home=str(tmp_path), batch_ms=20, snapshot_interval_s=0.2)
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ async def test_the_ledger_stream_lists_a_rejected_raw_event_with_its_reason(http
         resp = await http.get("/dashboard/sse?page=ledger")
         while True:
             data, _ = await next_data(resp)
-            if data["view"]["rejects"]:
+            if data["view"]["rejects"] and data["view"]["projections"]["agents"]["snapshot_at"]:
                 break
         (reject,) = data["view"]["rejects"]
         assert reject["subject"] == "agents.architect.heartbeat" and "$.status" in reject["error"]
