@@ -163,7 +163,7 @@ async def test_a_429_from_an_upstream_appears_in_the_cooldown_log_without_a_relo
         await upstream.server.close()
 
 
-async def test_a_backend_added_through_the_form_appears_with_a_masked_key(
+async def test_a_backend_added_through_the_form_appears_with_a_masked_key_and_can_be_disabled(
     client: EventClient, gateway: str
 ) -> None:
     async with opened(gateway, "/dashboard/providers", DESKTOP) as page:
@@ -179,6 +179,12 @@ async def test_a_backend_added_through_the_form_appears_with_a_masked_key(
         assert "****" in text and KEY not in text and KEY not in await page.content()
         stored = await page.evaluate("JSON.stringify(localStorage)")
         assert ADMIN_TOKEN not in stored and ADMIN_TOKEN not in page.url
+        await page.click("tr[data-id=bkd_local] button")
+        await page.wait_for_selector(f"{form} strong:has-text('Edit bkd_local')", timeout=WAIT_MS)
+        await page.select_option(f"{form} select[name=enabled]", "false")
+        await page.click(f"{form} button[type=submit]")
+        row = await page.wait_for_selector("tr[data-id=bkd_local]:has-text('disabled')", timeout=WAIT_MS)
+        assert "****" in await row.inner_text()  # type: ignore[union-attr]
 
 
 async def test_a_linked_task_shows_its_tree_and_a_raced_claim_as_a_noop_with_its_reason(
