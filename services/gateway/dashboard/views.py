@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from aiohttp import web
 from nats.js.errors import Error as JetStreamError
 
 from events.agents import CLASS_DEFAULTS, ROUND_WARNING_RATIO
-from services.gateway.keys import NC, QUERIES
+from events.calendar import today
+from services.gateway.keys import NC, QUERIES, SETTINGS
 
 log = logging.getLogger(__name__)
 View = Callable[[web.Application, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -82,4 +85,15 @@ async def _streams(app: web.Application) -> list[dict[str, Any]]:
     )
 
 
-VIEWS: dict[str, View] = {"fleet": fleet, "tasks": tasks, "providers": providers, "ledger": ledger}
+async def calendar(app: web.Application, projections: dict[str, Any]) -> dict[str, Any]:
+    """Today (in the calendar's time zone) per agent, each slot with its wake outcome."""
+    day = today(datetime.now(UTC), ZoneInfo(app[SETTINGS].calendar_timezone))
+    if "calendar" not in projections:
+        return {"date": day, "slots": [], "note": "the calendar projection is not running"}
+    rows = await app[QUERIES].query("calendar", "day", date=day, agent=None)
+    return {"date": day, "slots": rows.records()}
+
+
+VIEWS: dict[str, View] = {
+    "fleet": fleet, "tasks": tasks, "providers": providers, "ledger": ledger, "calendar": calendar,
+}

@@ -247,6 +247,22 @@ function ledger(view) {
   );
 }
 
+function calendar(view) {
+  if (view.note) return show(el("p", { class: "note" }, view.note));
+  const outcomes = {};
+  for (const s of view.slots) if (s.outcome) outcomes[s.outcome] = (outcomes[s.outcome] || 0) + 1;
+  const agents = new Set(view.slots.map((s) => s.agent_id));
+  show(
+    cards([["agents with slots", agents.size], ["slots", view.slots.length], ...Object.entries(outcomes).sort()]),
+    el("h2", {}, `The day ${view.date}, per agent`),
+    table([["agent", (s) => s.agent_id], ["time", (s) => s.scheduled_at], ["status", (s) => s.status],
+      ["type", (s) => s.slot_type], ["priority", (s) => s.priority], ["source", (s) => s.source],
+      ["wake", (s) => (s.outcome ? el("span", { class: s.outcome === "woken" ? "ok" : "warn" }, s.outcome) : "not due yet")],
+      ["reason", (s) => s.reason || s.detail]],
+    view.slots, (s) => `slot-${s.agent_id}-${s.slot_id}`),
+  );
+}
+
 // The providers page asks the admin API itself: its rows need the admin token, which only the
 // browser holds; the stream only says when to ask again.
 async function providers() {
@@ -273,7 +289,7 @@ async function providers() {
   }
 }
 
-const PAGES = { fleet, tasks, ledger, providers };
+const PAGES = { fleet, tasks, ledger, providers, calendar };
 
 function render(view) {
   if (view) PAGES[PAGE](view);

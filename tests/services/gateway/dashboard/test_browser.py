@@ -8,6 +8,7 @@ gateway, and a screenshot of each is kept under the test's tmp dir.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ async def gateway(client: EventClient, settings: Settings, nats_url: str,
                   aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[str]:
     nc = await nats.connect(nats_url)
     try:
-        async with running(ProjectorHost(settings, client.nc, ["agents", "tasks", "providers"])), \
+        async with running(ProjectorHost(settings, client.nc, ["agents", "tasks", "providers", "calendar"])), \
                 running(TasksService(nc)):  # type: ignore[arg-type]
             server = await aiohttp_server(create_app(settings))
             yield str(server.make_url("")).rstrip("/")
@@ -71,6 +72,9 @@ async def script_fleet(client: EventClient, gateway: str, nats_url: str) -> None
         for verb, body in (("claim", {}), ("start_attempt", {}), ("finish_attempt", {"outcome": "gateway_timeout"})):
             r = await http.post(f"{gateway}/api/tasks/TC-FLOW-002/{verb}", json={"agent_id": "coo", **body})
             assert r.status == 200, await r.text()
+        r = await http.post(f"{gateway}/api/calendar/slots", json={
+            "agent_id": "architect", "date": datetime.now(UTC).date().isoformat(), "scheduled_at": "23:59"})
+        assert r.status == 201, await r.text()
     await raw_pub(nats_url, "agents.rogue.heartbeat", b'{"status": "sleeping"}')
 
 
@@ -96,6 +100,8 @@ async def test_every_page_loads_clean_from_the_gateway_alone_at_desktop_and_phon
                     assert "TC-FLOW-002" in await coo.inner_text()  # type: ignore[union-attr]
                 if name == "tasks":
                     await page.wait_for_selector("tr[data-id=TC-FLOW-001]", timeout=WAIT_MS)
+                if name == "calendar":
+                    await page.wait_for_selector("tr[data-id=slot-architect-1]:has-text('23:59')", timeout=WAIT_MS)
                 assert await page.is_hidden("#token-form"), f"{name} at {size_name} still asks for a token"
                 overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 await page.screenshot(path=str(tmp_path / f"dashboard-{name}-{size_name}.png"), full_page=True)
