@@ -51,7 +51,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     try:
         await resp.write(f"retry: {RETRY_MS}\n\n".encode())
         await _push(request.app, resp, page, last)
-    except (ConnectionResetError, ConnectionError):
+    except ConnectionError:
         log.debug("dashboard: SSE client of %s left", page)
     return resp
 
