@@ -82,4 +82,11 @@ QUERIES: dict[str, str] = {
     "daily": _buckets("usage_daily", "day", "",
                       "date_trunc('day', now()) - to_days(CAST($days AS INTEGER) - 1)"),
     "cooldowns": """SELECT * FROM cooldowns ORDER BY started DESC, backend_id LIMIT $limit""",
+    "minutes": """
+        SELECT date_trunc('minute', "at") AS "minute", count(*)::BIGINT AS requests,
+               count(*) FILTER (WHERE error)::BIGINT AS errors, avg(latency_ms) AS avg_latency_ms,
+               quantile_cont(latency_ms, 0.95) AS p95_latency_ms
+        FROM usage_requests
+        WHERE "at" >= date_trunc('minute', now()) - to_minutes(CAST($minutes AS BIGINT) - 1)
+        GROUP BY ALL ORDER BY 1""",
 }

@@ -180,6 +180,11 @@ QUERIES: dict[str, str] = {
         "WHERE task_id = $id ORDER BY seq"
     ),
     "attempts": "SELECT * FROM task_attempts WHERE task_id = $id ORDER BY attempt",
+    "last_outcomes": (
+        "SELECT agent_id, arg_max(outcome, finished_at) AS last_outcome, max(finished_at) AS last_finished_at, "
+        "arg_max(task_id, finished_at) AS last_outcome_task FROM task_attempts "
+        "WHERE outcome IS NOT NULL AND agent_id IS NOT NULL GROUP BY agent_id ORDER BY agent_id"
+    ),
     "outputs": "SELECT * FROM task_outputs WHERE task_id = $id ORDER BY seq",
     "comments": "SELECT * FROM task_comments WHERE task_id = $id ORDER BY seq",
     "tree": (

@@ -58,6 +58,7 @@ async def up(args: argparse.Namespace, settings: Settings) -> int:
         where = f"embedded, store {running.home / 'nats'}" if running.embedded else "external"
         show.line("agentledger is up")
         show.line(f"  HTTP       {running.http_url}  (health {running.http_url}/health)")
+        show.line(f"  dashboard  {running.http_url}/dashboard")
         show.line(f"  NATS       {running.nats_url}  ({where})")
         show.line(
             f"  snapshots  {running.snapshot_dir}/<projection>.snapshot.duckdb (open read-only)"

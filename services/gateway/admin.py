@@ -258,6 +258,14 @@ async def stats_daily(request: web.Request) -> web.Response:
 
 
 @admin
+async def stats_minutes(request: web.Request) -> web.Response:
+    """Requests and latency per minute (the dashboard's chart), from the raw requests."""
+    minutes = _int(request, "minutes", 60, 24 * 60)
+    rows = await request.app[QUERIES].query(PROJECTION, "minutes", minutes=minutes)
+    return json_response({"minutes": minutes, "rows": rows.records()})
+
+
+@admin
 async def stats_cooldown(request: web.Request) -> web.Response:
     limit = _int(request, "limit", 50, 10_000)
     rows = await request.app[QUERIES].query(PROJECTION, "cooldowns", after_param(request, PROJECTION), limit=limit)
@@ -275,5 +283,6 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/admin/stats/total", stats_total),
         web.get("/api/admin/stats/hourly", stats_hourly),
         web.get("/api/admin/stats/daily", stats_daily),
+        web.get("/api/admin/stats/minutes", stats_minutes),
         web.get("/api/admin/stats/cooldown", stats_cooldown),
     ]

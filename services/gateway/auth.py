@@ -72,6 +72,21 @@ def caller(request: web.Request) -> Principal | None:
     return request.get(PRINCIPAL)
 
 
+def identify(request: web.Request) -> Principal | None:
+    """The caller, None when anonymous; a token given but not valid is refused, not ignored."""
+    who = principal_of(request)
+    if request.headers.get("Authorization") and who is None:
+        raise HttpError(401, "unauthorized", "the bearer token is not valid here")
+    return who
+
+
+def check_read(request: web.Request, who: Principal | None) -> None:
+    """The read policy, also asked by routes outside /api/ that show read models (the dashboard)."""
+    settings = request.app[SETTINGS]
+    if who is None and not (settings.read_auth == "loopback" and loopback(settings.http_host)):
+        raise HttpError(401, "unauthorized", "reading needs Authorization: Bearer <token>")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
@@ -84,15 +99,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise HttpError(401, "unauthorized", "set alertmanager_token: this gateway is reachable "
                             "from other machines")
         return await handler(request)
-    who = principal_of(request)
-    if request.headers.get("Authorization") and who is None:
-        raise HttpError(401, "unauthorized", "the bearer token is not valid here")
-    request[PRINCIPAL] = who
+    who = request[PRINCIPAL] = identify(request)
     reading = request.method in ("GET", "HEAD", "OPTIONS") or path in READ_POSTS
-    settings = request.app[SETTINGS]
     if reading:
-        if who is None and not (settings.read_auth == "loopback" and loopback(settings.http_host)):
-            raise HttpError(401, "unauthorized", "reading needs Authorization: Bearer <token>")
+        check_read(request, who)
         return await handler(request)
     if who is None:
         raise HttpError(401, "unauthorized", f"{request.method} {path} needs Authorization: "

@@ -234,6 +234,9 @@ def _admin(components: Schema) -> Schema:
         "/api/admin/stats/hourly": {"get": _op("usage per hour", errors=guarded, params=[
             _param("backend_id", "query", ID),
             _param("hours", "query", {"type": "integer", "minimum": 1, "maximum": 24 * 366}), after])},
+        "/api/admin/stats/minutes": {"get": _op("requests, errors, average and p95 latency per minute",
+                                                errors=guarded, params=[
+            _param("minutes", "query", {"type": "integer", "minimum": 1, "maximum": 24 * 60}), after])},
         "/api/admin/stats/daily": {"get": _op("usage per day", errors=guarded, params=[
             _param("days", "query", {"type": "integer", "minimum": 1, "maximum": 3660}), after])},
         "/api/admin/stats/cooldown": {"get": _op("cooldown episodes, newest first", errors=guarded, params=[

@@ -11,6 +11,7 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -55,6 +56,7 @@ class _Slot:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     snapshot_lock: anyio.Lock = field(default_factory=anyio.Lock)
     snapshot_of: dict[str, int] | None = None
+    snapshot_at: datetime | None = None  # when the snapshot file was last written, for /health
 
 
 class ProjectorHost:
@@ -150,6 +152,7 @@ class ProjectorHost:
                              "rejects": 0, "caught_up": False, "last_batch_at": None}
             else:
                 out[name] = slot.runtime.health()
+            out[name]["snapshot_at"] = slot.snapshot_at.isoformat() if slot.snapshot_at else None
         return out
 
     async def snapshot(self, name: str) -> Path:
@@ -166,6 +169,7 @@ class ProjectorHost:
         await anyio.to_thread.run_sync(store.snapshot, dest)
         os.chmod(dest, 0o640 if self.settings.snapshot_group_read else 0o600)
         slot.snapshot_of = checkpoints
+        slot.snapshot_at = datetime.now(UTC)
         log.debug("projection %s snapshot at %s -> %s", name, checkpoints, dest)
         return dest
 

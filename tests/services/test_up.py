@@ -219,6 +219,7 @@ async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(
         assert proc.returncode == 0, err.decode()
         text = out.decode()
         assert f"http://127.0.0.1:{http_port}" in text and f"nats://127.0.0.1:{nats_port}" in text
+        assert f"dashboard  http://127.0.0.1:{http_port}/dashboard" in text
         assert str(home / "projections") in text
         assert str(home / "credentials") in text
         for f in (home / "projections").glob("*.duckdb"):

@@ -118,7 +118,8 @@ async def test_a_malformed_request_is_a_bad_request(fleet: None, queries: QueryC
 
 async def test_health_lists_every_hosted_projection(fleet: None, queries: QueryClient) -> None:
     health = await queries.health()
-    assert set(health["agents"]) == {"healthy", "error", "lag", "checkpoints", "rejects", "caught_up", "last_batch_at"}
+    assert set(health["agents"]) == {"healthy", "error", "lag", "checkpoints", "rejects", "caught_up", "last_batch_at",
+                                     "snapshot_at"}
     assert health["agents"]["checkpoints"] == {"AGENTS": 3}
 
 

@@ -118,6 +118,9 @@ async def test_stats_come_from_the_providers_projection(http: Client, client: Ev
     assert hourly[0]["requests"] == 20 and hourly[0]["p95_latency_ms"] == pytest.approx(19.05)
     assert (await call(http, "GET", "/api/admin/stats/hourly?backend_id=other"))["rows"] == []
     assert (await call(http, "GET", "/api/admin/stats/daily?days=30"))["rows"][0]["requests"] == 20
+    minutes = (await call(http, "GET", "/api/admin/stats/minutes?minutes=60"))["rows"]
+    assert sum(m["requests"] for m in minutes) == t["total_requests"] and minutes[0]["p95_latency_ms"] > 0
+    assert (await call(http, "GET", "/api/admin/stats/minutes?minutes=0", 422))["error"]["field"] == "minutes"
     cooldowns = await eventually(lambda: _cooldowns(http), 30)
     assert cooldowns[0]["backend_id"] == "bkd_a" and cooldowns[0]["length_s"] == pytest.approx(30, abs=1)
     assert (await call(http, "GET", "/api/admin/stats/daily?days=0", 422))["error"]["field"] == "days"
