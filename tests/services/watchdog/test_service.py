@@ -177,6 +177,10 @@ async def test_root_cause_requested_wakes_the_analyst_with_the_tasks_last_runs(
     wd = Watchdog(msgspec.structs.replace(settings, watchdog_analyst="analyst"), nc)
     async with in_task(wd.run):
         msg = await wakes.next_msg(timeout=20)
+
+        async def recorded() -> list[Any]:  # the wake goes first, its record right after it
+            return [e for e in await events_of(nc, "watchdog") if e.name == "analyst_woken"]
+
+        (woken,) = await eventually(recorded, 20, "analyst_woken recorded")
     assert b"root-cause analysis of T1" in msg.data and b"R0, R1, R2" in msg.data
-    (woken,) = [e for e in await events_of(nc, "watchdog") if e.name == "analyst_woken"]
     assert (woken.analyst, woken.run_ids, woken.failures) == ("analyst", ["R0", "R1", "R2"], 3)
