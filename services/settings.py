@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     http_host: str = "127.0.0.1"
     http_port: Port = 8080
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    # always: nats-server fsyncs every write before it acks it; interval: it flushes on its own
+    # timer (two minutes by default) and an OS crash can lose acked writes (README "Durability")
+    durability: Literal["always", "interval"] = "always"
     duplicate_window_s: PositiveF = 600.0
     usage_max_age_days: PositiveF = 90.0
     runs_max_age_days: PositiveF = 30.0

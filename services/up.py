@@ -29,7 +29,7 @@ from services.runtime import credentials, homelock, supervise
 from services.runtime.connection import connect_once, ensure_streams_at, redact
 from services.runtime.files import write_atomic
 from services.runtime.nats_auth import authorization_block, read_hashes
-from services.runtime.natsd import EmbeddedNats, default_config, free_port
+from services.runtime.natsd import EmbeddedNats, default_config, free_port, with_durability
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ def embedded_server(settings: Settings) -> EmbeddedNats:
 
 
 def server_config(settings: Settings) -> Path:
-    """nats.conf (the shipped one, or `nats_conf`) plus the users and permissions generated from
-    the write policy, written to `<home>/nats/server.conf` (0600: it holds password hashes).
+    """nats.conf (the shipped one, or `nats_conf`) with the `durability` setting applied, plus the
+    users and permissions generated from the write policy, written to `<home>/nats/server.conf` (0600: it holds password hashes).
 
     Credentials are made on the first `up` (admin, every service, a reader); agents are added
     with `agentledger agents add`, which rewrites this file and reloads the server.
@@ -77,7 +77,7 @@ def server_config(settings: Settings) -> Path:
     tighten(settings)
     dest = settings.nats_store / "server.conf"
     known = read_hashes(dest.read_text()) if dest.exists() else {}
-    text = (base.read_text() if base else "") + "\n" + authorization_block(
+    text = with_durability(base.read_text() if base else "", settings.durability) + "\n" + authorization_block(
         [*fixed.values(), *credentials.agents(home)], settings.projector_name, known
     )
     settings.nats_store.mkdir(parents=True, exist_ok=True)
