@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from services.cli import access, calendar, keys, ledger, read, rebuild, run, tasks
+from services.cli import access, calendar, keys, ledger, read, rebuild, run, status, tasks
 from services.cli import output as show
 from services.runtime import logs, loop
 from services.settings import Settings, SettingsError, load
@@ -66,14 +66,14 @@ def parser() -> argparse.ArgumentParser:
         c.set_defaults(run=fn)
         return c
 
-    c = command("up", run.up, "run nats-server, the projector and the gateway in one process")
+    c = command("up", run.up, "run nats-server and every service, each in its own process, supervised")
     c.add_argument(
         "--nats-port", type=int, default=None, help="embedded nats-server port (0: any free)"
     )
     c.add_argument("--http-port", type=int, default=None, help="gateway HTTP port")
 
     c = command("serve", run.serve, "run one service alone against the configured NATS")
-    c.add_argument("service", choices=["gateway", "projector", "tasks", "scheduler"])
+    c.add_argument("service", choices=["gateway", "projector", "tasks", "dispatcher", "scheduler"])
     c.add_argument(
         "--only",
         action="append",
@@ -119,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     keys.add_parsers(sub, common)
     access.add_parsers(sub, common)
     calendar.add_parsers(sub, common)
+    status.add_parsers(sub, common)
     return p
 
 
@@ -169,6 +170,7 @@ def expected(exc: BaseException) -> int | None:
     from projections.runtime.protocol import QueryError
     from services.gateway.app import ListenError
     from services.projector.host import ProjectorError
+    from services.runtime.children import ChildFailed
     from services.runtime.credentials import CredentialsError
     from services.runtime.homelock import HomeBusy
     from services.runtime.natsd import NatsServerError
@@ -182,9 +184,9 @@ def expected(exc: BaseException) -> int | None:
         return EXIT_INTERRUPTED
     if isinstance(first, (SettingsError, ValidationError, run.UsageError, UnknownProjection)):
         return EXIT_USAGE
-    if isinstance(first, (EventError, QueryError, NatsServerError, OSError)):
+    if isinstance(first, (EventError, QueryError, NatsServerError, OSError, status.NotRunning)):
         return EXIT_FAILED
-    if isinstance(first, (ServiceStopped, ProjectorError, ListenError, CredentialsError, HomeBusy)):
+    if isinstance(first, (ServiceStopped, ChildFailed, ProjectorError, ListenError, CredentialsError, HomeBusy)):
         return EXIT_FAILED
     return None
 

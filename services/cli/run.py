@@ -53,7 +53,9 @@ async def up(args: argparse.Namespace, settings: Settings) -> int:
     from services import up as supervisor
 
     async with until_signalled() as tg:
-        running: supervisor.Running = await tg.start(supervisor.run, settings)
+        running: supervisor.Running = await tg.start(
+            lambda task_status: supervisor.run(settings, processes=True, task_status=task_status)
+        )
         loop.freeze_started()
         where = f"embedded, store {running.home / 'nats'}" if running.embedded else "external"
         show.line("agentledger is up")
@@ -89,6 +91,15 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         target = tasks.serve
         what = "tasks service answering on cmd.tasks.*"
+    elif args.service == "dispatcher":
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        if settings.dispatch_mode == "off":
+            raise UsageError("the dispatcher needs dispatch_mode (AGENTLEDGER_DISPATCH_MODE)")
+        from services.dispatcher import loop as dispatcher
+
+        target = dispatcher.serve
+        what = f"dispatcher waking agents by {settings.dispatch_mode}"
     elif args.service == "scheduler":
         if args.only:
             raise UsageError("--only applies to the projector")
@@ -108,8 +119,10 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             await projector.serve(s, args.only or None, task_status=task_status)
 
         what = f"projector {settings.projector_name} answering on q.{settings.projector_name}"
-    # the projector owns the home's DuckDB files; gateway and tasks keep nothing there
-    owner = homelock.hold(settings.home_path, "serve projector") if args.service == "projector" else nullcontext()
+    # the projector owns the home's DuckDB files (under `up`, the lock `up` holds); the others
+    # keep nothing there
+    lock = args.service == "projector" and not homelock.held_by_parent(settings.home_path)
+    owner = homelock.hold(settings.home_path, "serve projector") if lock else nullcontext()
     with owner:
         async with until_signalled() as tg:
             await tg.start(target, settings)

@@ -301,7 +301,7 @@ async def test_up_with_a_taken_http_port_fails_in_one_line_and_stops_nats(tmp_pa
     text = err.decode()
     assert proc.returncode == 1, text
     assert (
-        text.strip().splitlines()[-1].startswith("agentledger: cannot listen on")
+        text.strip().splitlines()[-1].startswith("agentledger: gateway: cannot listen on")
         and "Traceback" not in text
     )
     assert nats_servers_using(home / "nats") == []
