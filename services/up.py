@@ -227,24 +227,16 @@ async def _supervise_processes(
         children.write_status(status_file, kids, started_at=started_at, http_url=settings.http_url,
                               nats_url=redact(settings.url), embedded=server is not None)
 
-    async with anyio.create_task_group() as tg:
-        try:
+    try:
+        async with anyio.create_task_group() as tg:
             if server is not None:
                 tg.start_soon(supervise.keep_running, server)
-            for kid in kids:
-                tg.start_soon(children.keep_running, kid, changed)
-                await kid.ready.wait()
-                log.info("%s ready (pid %s)", kid.name, kid.pid)
+            await tg.start(children.run_all, kids, changed)
             task_status.started(_running(settings, server, streams))
             await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                for kid in reversed(kids):
-                    await children.stop(kid)
-                    changed()
-                with contextlib.suppress(OSError):
-                    status_file.unlink()
-            tg.cancel_scope.cancel()
+    finally:
+        with contextlib.suppress(OSError):
+            status_file.unlink()
 
 
 async def _service(

@@ -80,6 +80,15 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="projector: host only this projection (repeatable)",
     )
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="gateway: N processes on the HTTP port (SO_REUSEPORT); default gateway_workers "
+        "(0: half the cores, at least 1)",
+    )
+    c.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker's own
 
     c = command(
         "publish", ledger.publish, "validate and publish one event; prints its stream sequence"

@@ -13,6 +13,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
+from functools import partial
 from typing import Any
 
 import anyio
@@ -75,15 +76,24 @@ async def up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.service != "gateway" and (args.workers is not None or args.reuse_port):
+        raise UsageError("--workers applies to the gateway")
     nc = await connect_once(settings.url_as(args.service))  # reachable, as that service
     await nc.close()
     if args.service == "gateway":
         if args.only:
             raise UsageError("--only applies to the projector")
         from services.gateway import app as gateway
+        from services.gateway import workers
 
-        target: Callable[..., Awaitable[Any]] = gateway.serve
-        what = f"gateway listening on {settings.http_url}"
+        count = args.workers if args.workers is not None else settings.workers
+        if count < 1:
+            raise UsageError("--workers must be at least 1")
+        if count > 1:
+            target: Callable[..., Awaitable[Any]] = partial(workers.serve_workers, workers=count)
+        else:
+            target = partial(gateway.serve, reuse_port=args.reuse_port)
+        what = f"gateway listening on {settings.http_url} ({count} worker{'s' if count > 1 else ''})"
     elif args.service == "tasks":
         if args.only:
             raise UsageError("--only applies to the projector")

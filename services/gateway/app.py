@@ -99,13 +99,17 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def serve(settings: Settings, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-    """Run the HTTP server until cancelled, then close connections cleanly."""
+async def serve(
+    settings: Settings, *, reuse_port: bool = False,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the HTTP server until cancelled, then close connections cleanly. `reuse_port`: one of
+    several workers on the same port (SO_REUSEPORT; the kernel spreads connections over them)."""
     auth.check_listen(settings)
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=reuse_port or None)
         try:
             await site.start()
         except OSError as exc:

@@ -163,6 +163,28 @@ def write_status(path: Path, children: list[Child], **supervisor: object) -> Non
     write_atomic(path, msgspec.json.encode(body).decode())
 
 
+async def run_all(
+    kids: list[Child], changed: Callable[[], None], *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Start `kids` in order, each ready before the next (a later one may depend on an earlier);
+    started once all are; on cancellation stop them in reverse order, one at a time."""
+    async with anyio.create_task_group() as tg:
+        try:
+            for kid in kids:
+                tg.start_soon(keep_running, kid, changed)
+                await kid.ready.wait()
+                log.info("%s ready (pid %s)", kid.name, kid.pid)
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for kid in reversed(kids):
+                    await stop(kid)
+                    changed()
+            tg.cancel_scope.cancel()
+
+
 async def stop(child: Child) -> None:
     """SIGTERM, then SIGKILL after the grace period; the restart loop sees `stopping` and ends."""
     child.stopping = True

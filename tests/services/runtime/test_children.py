@@ -3,7 +3,6 @@ SIGKILLed children restarted, the system healthy again, `agentledger status` tel
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -22,7 +21,7 @@ from services.runtime.children import child_env, describe_exit
 from services.runtime.natsd import free_port, port_free
 from services.settings import load
 from tests.polling import eventually
-from tests.services.cli.clirun import clean_env, run, script
+from tests.services.cli.clirun import clean_env, reap, run, start_up
 
 SERVICES = ["projector", "tasks", "gateway"]
 
@@ -56,11 +55,7 @@ async def test_sigkill_of_any_child_gets_it_restarted_and_the_system_healthy_aga
     nats_port, http_port = free_port(), free_port()
     env = clean_env()
     log_file = tmp_path / "up.log"
-    with log_file.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            script(), "up", "--home", str(home), "--nats-port", str(nats_port), "--http-port",
-            str(http_port), env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=log,
-        )
+    proc = await start_up(home, tmp_path, env, "--nats-port", str(nats_port), "--http-port", str(http_port))
     pids: list[int] = []
     try:
         async def all_ok() -> dict[str, dict[str, Any]] | bool:
@@ -119,11 +114,4 @@ async def test_sigkill_of_any_child_gets_it_restarted_and_the_system_healthy_aga
                 os.kill(pid, 0)
         assert not (home / "status.json").exists()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        await reap(proc, pids)
