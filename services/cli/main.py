@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from services.cli import access, calendar, keys, ledger, read, rebuild, run, status, tasks
+from services.cli import access, calendar, cluster, keys, ledger, read, rebuild, run, status, tasks
 from services.cli import output as show
 from services.runtime import logs, loop
 from services.settings import Settings, SettingsError, load
@@ -129,6 +129,7 @@ def parser() -> argparse.ArgumentParser:
     access.add_parsers(sub, common)
     calendar.add_parsers(sub, common)
     status.add_parsers(sub, common)
+    cluster.add_parsers(sub, common)
     return p
 
 
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = settings_from(args)
-        long_running = args.command in ("up", "serve")
+        long_running = args.command in ("up", "serve", "cluster")
         verbose = long_running or getattr(args, "verbose", False)
         logs.configure(
             settings.log_level if verbose else max(logs.level_of(settings.log_level), 30)
