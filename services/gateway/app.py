@@ -73,7 +73,7 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
 
     nc = NATS()
     await nc.connect(
-        settings.url_as("gateway"), name="agentledger-gateway", max_reconnect_attempts=-1,
+        settings.url_as("gateway").split(","), name="agentledger-gateway", max_reconnect_attempts=-1,
         disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
     )
     app[NC] = nc

@@ -9,14 +9,18 @@ import signal
 import subprocess
 from pathlib import Path
 
+import aiohttp
 import anyio
 import nats
 
 from events.agents import AgentHeartbeat
 from events.core.client import EventClient
+from events.core.errors import Conflict
+from events.tasks.client import TaskClient
+from services import up
 from services.runtime import cluster, credentials
 from services.runtime.nats_auth import authorization_block
-from services.runtime.natsd import find_binary
+from services.runtime.natsd import find_binary, free_port
 from services.settings import load
 from tests.polling import eventually
 from tests.services.cli.clirun import clean_env, script
@@ -118,5 +122,56 @@ def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_the_services_continue_without_a_restart_when_a_stream_leader_dies(tmp_path: Path) -> None:
+    """The projector, the tasks service and the gateway (in one `up`, against the cluster) keep
+    serving through the death of the AGENTS and TASKS leaders: new events are projected, commands
+    answered, and none of them was restarted (they run as tasks of this process)."""
+    home = tmp_path / "home"
+    base = load(env={}, home=str(home), nats_port=0, http_port=free_port(), request_timeout_s=2.0,
+                snapshot_interval_s=1.0)
+    with anyio.fail_after(240):
+        async with anyio.create_task_group() as tg:
+            running: cluster.Cluster = await tg.start(cluster.run, base, 3)
+            settings = running.settings
+            await tg.start(lambda task_status: up.run(settings, task_status=task_status))
+            admin = settings.url_as("admin")
+            nc = await nats.connect(admin.split(","))
+            leaders = {(await nc.jetstream().stream_info(s)).cluster.leader for s in ("AGENTS", "TASKS")}  # type: ignore[union-attr]
+            victims = [s for s in running.nodes if s.store_dir.name in leaders][:1]
+            os.kill(victims[0].proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            tasks = TaskClient(nc, timeout=5.0)
+
+            async def command_answered() -> bool:
+                try:
+                    await tasks.create("T-AFTER", title="after the leader died")
+                except Conflict:
+                    return True  # an earlier try was applied though its answer timed out
+                except Exception:  # noqa: BLE001 - a new leader is being elected
+                    return False
+                return True
+
+            await eventually(command_answered, 60, "the tasks service answers a command")
+            async with await EventClient.connect(admin) as client:
+                await eventually(lambda: _publish(client), 60, "a heartbeat is acked")
+            async with aiohttp.ClientSession() as http:
+
+                async def projected() -> bool:
+                    async with http.get(f"{settings.http_url}/api/agents") as r, \
+                            http.get(f"{settings.http_url}/api/tasks/T-AFTER") as t:
+                        return r.status == 200 and "after-leader" in await r.text() and t.status == 200
+
+                await eventually(projected, 90, "the projector applies both, the gateway serves them")
+            await nc.close()
+            tg.cancel_scope.cancel()
+
+
+async def _publish(client: EventClient) -> bool:
+    try:
+        await client.publish("after-leader", AgentHeartbeat(status="busy"), msg_id="hb-after-leader")
+    except Exception:  # noqa: BLE001 - a new leader is being elected
         return False
     return True
