@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import aiohttp
 import anyio
+import duckdb
+import msgspec
 import nats
 
 from events.agents import AgentHeartbeat
@@ -18,12 +21,29 @@ from events.core.client import EventClient
 from events.core.errors import Conflict
 from events.tasks.client import TaskClient
 from services import up
+from services.projector import service as projector
 from services.runtime import cluster, credentials
 from services.runtime.nats_auth import authorization_block
 from services.runtime.natsd import find_binary, free_port
 from services.settings import load
 from tests.polling import eventually
 from tests.services.cli.clirun import clean_env, script
+
+
+async def publish_acked(client: EventClient, n: int, *, agents: int) -> int:
+    """Heartbeat `n` of agent `a<n % agents>`, retried (same msg id) until acked; its seq."""
+    seq = 0
+
+    async def once() -> bool:
+        nonlocal seq
+        try:
+            seq = await client.publish(f"a{n % agents}", AgentHeartbeat(status="busy", round=n), msg_id=f"hb-{n}")
+        except Exception:  # noqa: BLE001 - no leader for a moment: retry
+            return False
+        return True
+
+    await eventually(once, 30, f"heartbeat {n} acked")
+    return seq
 
 
 def test_every_node_routes_to_the_others_and_fsyncs_before_acking(tmp_path: Path) -> None:
@@ -45,19 +65,8 @@ async def test_killing_the_stream_leader_under_load_loses_no_acked_event(tmp_pat
             admin = running.settings.url_as("admin")
             async with await EventClient.connect(admin) as client:
 
-                async def publish(n: int) -> None:
-                    async def once() -> bool:
-                        try:
-                            acked[n] = await client.publish(f"a{n % 7}", AgentHeartbeat(status="busy", round=n),
-                                                            msg_id=f"hb-{n}")
-                        except Exception:  # noqa: BLE001 - no leader for a moment: retry
-                            return False
-                        return True
-
-                    await eventually(once, 30, f"event {n} acked")
-
                 for n in range(200):
-                    await publish(n)
+                    acked[n] = await publish_acked(client, n, agents=7)
                 nc = await nats.connect(admin.split(","))
                 info = await nc.jetstream().stream_info("AGENTS")
                 assert info.config.num_replicas == 3
@@ -66,7 +75,7 @@ async def test_killing_the_stream_leader_under_load_loses_no_acked_event(tmp_pat
                 pid = victim.proc.pid  # type: ignore[union-attr]
                 os.kill(pid, signal.SIGKILL)
                 for n in range(200, 400):
-                    await publish(n)
+                    acked[n] = await publish_acked(client, n, agents=7)
 
                 async def all_there() -> bool:
                     info = await nc.jetstream().stream_info("AGENTS")
@@ -175,3 +184,54 @@ async def _publish(client: EventClient) -> bool:
     except Exception:  # noqa: BLE001 - a new leader is being elected
         return False
     return True
+
+
+SNAPSHOT_ROWS = "SELECT id, status, round, heartbeats FROM agents ORDER BY id"
+
+
+def snapshot_rows(home: Path) -> list[tuple[object, ...]] | None:
+    path = home / "projections" / "agents.snapshot.duckdb"
+    if not path.exists():
+        return None
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:  # being renamed into place
+        return None
+    try:
+        return con.execute(SNAPSHOT_ROWS).fetchall()
+    finally:
+        con.close()
+
+
+async def test_two_projectors_on_two_homes_build_identical_models_through_a_leader_kill(tmp_path: Path) -> None:
+    """Two hosts' projectors (two homes, the same credentials) read the replicated AGENTS stream,
+    a node leading it dies half-way: each resumes from its checkpoint and both read models equal
+    what was published, every heartbeat counted once."""
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+    base = load(env={}, home=str(home_a), nats_port=0, request_timeout_s=2.0, snapshot_interval_s=0.3)
+    with anyio.fail_after(240):
+        async with anyio.create_task_group() as tg:
+            running: cluster.Cluster = await tg.start(cluster.run, base, 3)
+            shutil.copytree(home_a / "credentials", home_b / "credentials")
+            a = running.settings
+            b = msgspec.structs.replace(a, home=str(home_b))
+            async with anyio.create_task_group() as hosts:  # stopped before the cluster
+                for s in (a, b):
+                    await hosts.start(projector.serve, s)
+                admin = a.url_as("admin")
+                async with await EventClient.connect(admin) as client:
+                    for n in range(150):
+                        await publish_acked(client, n, agents=5)
+                    nc = await nats.connect(admin.split(","))
+                    leader = (await nc.jetstream().stream_info("AGENTS")).cluster.leader  # type: ignore[union-attr]
+                    await nc.close()
+                    [victim] = [s for s in running.nodes if s.store_dir.name == leader]
+                    os.kill(victim.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+                    for n in range(150, 300):
+                        await publish_acked(client, n, agents=5)
+                expected = [(f"a{i}", "busy", 295 + i, 60) for i in range(5)]
+                for home in (home_a, home_b):
+                    await eventually(lambda home=home: snapshot_rows(home) == expected, 90,
+                                     f"the read model of {home.name} has every heartbeat once")
+                hosts.cancel_scope.cancel()
+            tg.cancel_scope.cancel()
