@@ -45,7 +45,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     nats_conf: str | None = None
     http_host: str = "127.0.0.1"
     http_port: Port = 8080
+    # gateway worker processes on http_port (SO_REUSEPORT); 0: half the cores, at least one (the
+    # other half is for nats-server, the projector and the upstreams on the same machine)
+    gateway_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    # always: nats-server fsyncs every write before it acks it; interval: it flushes on its own
+    # timer (two minutes by default) and an OS crash can lose acked writes (README "Durability")
+    durability: Literal["always", "interval"] = "always"
     duplicate_window_s: PositiveF = 600.0
     usage_max_age_days: PositiveF = 90.0
     runs_max_age_days: PositiveF = 30.0
@@ -262,6 +268,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         """The NATS URL carrying the credentials of `name` (admin, a service, reader, agent:<id>)
         from the home, when the home has them and the URL carries none of its own."""
         return credentials.with_user(self.url, credentials.load(self.home_path, name))
+
+    @property
+    def workers(self) -> int:
+        """How many gateway processes `serve gateway` runs (`gateway_workers`, 0: chosen here)."""
+        return self.gateway_workers or max(1, (os.cpu_count() or 1) // 2)
 
     @property
     def http_url(self) -> str:

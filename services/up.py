@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,11 @@ import anyio
 import anyio.abc
 import msgspec
 
-from services.runtime import credentials, homelock, supervise
+from services.runtime import children, credentials, homelock, supervise
 from services.runtime.connection import connect_once, ensure_streams_at, redact
 from services.runtime.files import write_atomic
 from services.runtime.nats_auth import authorization_block, read_hashes
-from services.runtime.natsd import EmbeddedNats, default_config, free_port
+from services.runtime.natsd import EmbeddedNats, default_config, free_port, with_durability
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,8 @@ def embedded_server(settings: Settings) -> EmbeddedNats:
 
 
 def server_config(settings: Settings) -> Path:
-    """nats.conf (the shipped one, or `nats_conf`) plus the users and permissions generated from
-    the write policy, written to `<home>/nats/server.conf` (0600: it holds password hashes).
+    """nats.conf (the shipped one, or `nats_conf`) with the `durability` setting applied, plus the
+    users and permissions generated from the write policy, written to `<home>/nats/server.conf` (0600: it holds password hashes).
 
     Credentials are made on the first `up` (admin, every service, a reader); agents are added
     with `agentledger agents add`, which rewrites this file and reloads the server.
@@ -77,7 +78,7 @@ def server_config(settings: Settings) -> Path:
     tighten(settings)
     dest = settings.nats_store / "server.conf"
     known = read_hashes(dest.read_text()) if dest.exists() else {}
-    text = (base.read_text() if base else "") + "\n" + authorization_block(
+    text = with_durability(base.read_text() if base else "", settings.durability) + "\n" + authorization_block(
         [*fixed.values(), *credentials.agents(home)], settings.projector_name, known
     )
     settings.nats_store.mkdir(parents=True, exist_ok=True)
@@ -131,17 +132,21 @@ async def run(
     settings: Settings,
     *,
     services: dict[str, Service] | None = None,
+    processes: bool = False,
     task_status: anyio.abc.TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run everything until cancelled; `task_status.started(Running)` once all services are up."""
+    """Run everything until cancelled; `task_status.started(Running)` once all services are up.
+
+    `processes`: each service is an `agentledger serve <name>` process of its own (what the CLI's
+    `up` runs, the production topology); otherwise the services run as tasks of this process."""
     services = default_services(settings) if services is None else services
     with homelock.hold(settings.home_path, "up") as lock:
-        await _run(settings, services, lock, task_status)
+        await _run(settings, services, lock, task_status, processes)
 
 
 async def _run(
     settings: Settings, services: dict[str, Service], lock: homelock.HomeLock,
-    task_status: anyio.abc.TaskStatus[Running],
+    task_status: anyio.abc.TaskStatus[Running], processes: bool,
 ) -> None:
     server = embedded_server(settings) if settings.nats_url is None else None
     try:
@@ -156,7 +161,8 @@ async def _run(
         finally:
             await nc.close()
         settings.projections_dir.mkdir(parents=True, exist_ok=True)
-        await _supervise(settings, services, server, task_status, streams)
+        supervise_all = _supervise_processes if processes else _supervise
+        await supervise_all(settings, services, server, task_status, streams)
     finally:
         if server is not None and server.proc is not None:
             with anyio.CancelScope(shield=True):
@@ -181,17 +187,7 @@ async def _supervise(
                 log.info("%s started", name)
             if server is not None:
                 tg.start_soon(supervise.keep_running, server)
-            task_status.started(
-                Running(
-                    http_url=settings.http_url,
-                    nats_url=redact(settings.url),
-                    snapshot_dir=settings.projections_dir,
-                    home=settings.home_path,
-                    embedded=server is not None,
-                    streams=streams,
-                    credentials=credentials.folder(settings.home_path) if server is not None else None,
-                )
-            )
+            task_status.started(_running(settings, server, streams))
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
@@ -204,6 +200,50 @@ async def _supervise(
                     else:
                         log.info("%s stopped", name)
             tg.cancel_scope.cancel()
+
+
+def _running(settings: Settings, server: EmbeddedNats | None, streams: dict[str, str]) -> Running:
+    return Running(
+        http_url=settings.http_url,
+        nats_url=redact(settings.url),
+        snapshot_dir=settings.projections_dir,
+        home=settings.home_path,
+        embedded=server is not None,
+        streams=streams,
+        credentials=credentials.folder(settings.home_path) if server is not None else None,
+    )
+
+
+async def _supervise_processes(
+    settings: Settings,
+    services: dict[str, Service],
+    server: EmbeddedNats | None,
+    task_status: anyio.abc.TaskStatus[Running],
+    streams: dict[str, str],
+) -> None:
+    """One `agentledger serve <name>` process per service, started in order, each ready before the
+    next starts; stopped in reverse order, then nats-server (by the caller)."""
+    env = children.child_env(
+        msgspec.structs.replace(settings, nats_url=settings.url, home=str(settings.home_path))
+    )
+    kids = [children.Child(name, children.serve_argv(name), env) for name in services]
+    status_file = settings.home_path / children.STATUS_FILE
+    started_at = time.time()
+
+    def changed() -> None:
+        children.write_status(status_file, kids, started_at=started_at, http_url=settings.http_url,
+                              nats_url=redact(settings.url), embedded=server is not None)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            if server is not None:
+                tg.start_soon(supervise.keep_running, server)
+            await tg.start(children.run_all, kids, changed)
+            task_status.started(_running(settings, server, streams))
+            await anyio.sleep_forever()
+    finally:
+        with contextlib.suppress(OSError):
+            status_file.unlink()
 
 
 async def _service(

@@ -182,7 +182,10 @@ class EventClient:
         cls, servers: str | list[str] = "nats://127.0.0.1:4222", *,
         credentials: str | Path | None = None, **kwargs: Any,
     ) -> EventClient:
-        """`credentials`: the JSON file `agentledger agents add` wrote (user and password)."""
+        """`credentials`: the JSON file `agentledger agents add` wrote (user and password).
+        `servers`: one URL, a list, or a cluster's URLs comma-separated (`AGENTLEDGER_NATS_URL`)."""
+        if isinstance(servers, str):
+            servers = [s.strip() for s in servers.split(",")]
         window = kwargs.pop("window", 1024)
         timeout = kwargs.pop("timeout", 5.0)
         if credentials is not None:

@@ -180,7 +180,7 @@ class TaskManager:
         self._thread.start()
         try:
             auth = login(credentials) if credentials is not None else {}
-            self._nc: NATS = self._run(nats.connect(url, name=f"agentledger-sdk-{agent_id}", **auth))
+            self._nc: NATS = self._run(nats.connect(url.split(","), name=f"agentledger-sdk-{agent_id}", **auth))
         except Exception as exc:
             self._stop_loop()
             raise Unavailable(f"cannot connect to NATS at {_redact(url)}: {exc}") from exc

@@ -12,6 +12,7 @@ a noisy neighbour on a shared machine hits both).
 Target: sdk >= 0.8 x raw. `--profile` prints where an SDK round spends its time (cProfile, stderr).
 
     python ops/bench/ingest.py [--events 200000] [--window 1024] [--rounds 3] [--profile]
+                               [--durability always|interval]
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ from events.agents import AgentHeartbeat
 from events.core import codec
 from events.core.client import EventClient, prepare
 from events.core.streams import ensure_streams
-from services.runtime.natsd import EmbeddedNats, default_config, find_binary, free_port
+from services.runtime.natsd import (
+    EmbeddedNats,
+    default_config,
+    find_binary,
+    free_port,
+    with_durability,
+)
 
 TARGET_RATIO = 0.8
 STATUSES = ("idle", "busy", "offline", "exhausted")
@@ -190,18 +197,20 @@ def main() -> int:
     p.add_argument(
         "--profile", action="store_true", help="cProfile one extra round of each (stderr)"
     )
+    p.add_argument(
+        "--durability", choices=["always", "interval"], default="always",
+        help="the server's sync_interval, as the `durability` setting writes it (default always)",
+    )
     args = p.parse_args()
     find_binary()
-    with (
-        tempfile.TemporaryDirectory(prefix="agentledger-bench-") as tmp,
-        EmbeddedNats(
-            port=free_port(), store_dir=Path(tmp) / "store", config=default_config()
-        ) as server,
-    ):
-        result = asyncio.run(
-            bench(server.url, args.events, args.window, args.rounds, args.agents, args.profile)
-        )
-    print(json.dumps(result))
+    with tempfile.TemporaryDirectory(prefix="agentledger-bench-") as tmp:
+        config = Path(tmp) / "server.conf"
+        config.write_text(with_durability(default_config().read_text(), args.durability))  # type: ignore[union-attr]
+        with EmbeddedNats(port=free_port(), store_dir=Path(tmp) / "store", config=config) as server:
+            result = asyncio.run(
+                bench(server.url, args.events, args.window, args.rounds, args.agents, args.profile)
+            )
+    print(json.dumps({"durability": args.durability, **result}))
     return 0
 
 

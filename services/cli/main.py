@@ -21,6 +21,7 @@ from services.cli import (
     access,
     agents,
     calendar,
+    cluster,
     keys,
     ledger,
     read,
@@ -28,6 +29,7 @@ from services.cli import (
     reports,
     run,
     runs,
+    status,
     targets,
     tasks,
 )
@@ -79,20 +81,31 @@ def parser() -> argparse.ArgumentParser:
         c.set_defaults(run=fn)
         return c
 
-    c = command("up", run.up, "run nats-server, the projector and the gateway in one process")
+    c = command("up", run.up, "run nats-server and every service, each in its own process, supervised")
     c.add_argument(
         "--nats-port", type=int, default=None, help="embedded nats-server port (0: any free)"
     )
     c.add_argument("--http-port", type=int, default=None, help="gateway HTTP port")
 
     c = command("serve", run.serve, "run one service alone against the configured NATS")
-    c.add_argument("service", choices=["gateway", "projector", "tasks", "scheduler", "notifier", "watchdog", "dispatcher"])
+    c.add_argument("service", choices=[
+        "gateway", "projector", "tasks", "dispatcher", "scheduler", "notifier", "watchdog",
+    ])
     c.add_argument(
         "--only",
         action="append",
         metavar="NAME",
         help="projector: host only this projection (repeatable)",
     )
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="gateway: N processes on the HTTP port (SO_REUSEPORT); default gateway_workers "
+        "(0: half the cores, at least 1)",
+    )
+    c.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker's own
 
     c = command(
         "publish", ledger.publish, "validate and publish one event; prints its stream sequence"
@@ -139,6 +152,8 @@ def parser() -> argparse.ArgumentParser:
     calendar.add_parsers(sub, common)
     reports.add_parsers(sub, common)
     targets.add_parsers(sub, common)
+    status.add_parsers(sub, common)
+    cluster.add_parsers(sub, common)
     return p
 
 
@@ -159,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = settings_from(args)
-        long_running = args.command in ("up", "serve")
+        long_running = args.command in ("up", "serve", "cluster")
         verbose = long_running or getattr(args, "verbose", False)
         logs.configure(
             settings.log_level if verbose else max(logs.level_of(settings.log_level), 30)
@@ -189,6 +204,7 @@ def expected(exc: BaseException) -> int | None:
     from projections.runtime.protocol import QueryError
     from services.gateway.app import ListenError
     from services.projector.host import ProjectorError
+    from services.runtime.children import ChildFailed
     from services.runtime.credentials import CredentialsError
     from services.runtime.homelock import HomeBusy
     from services.runtime.natsd import NatsServerError
@@ -204,9 +220,9 @@ def expected(exc: BaseException) -> int | None:
         return EXIT_USAGE
     if isinstance(first, QueryError) and first.code == "bad_request":
         return EXIT_USAGE  # refused SQL, a bad limit or position: the input is wrong
-    if isinstance(first, (EventError, QueryError, NatsServerError, OSError)):
+    if isinstance(first, (EventError, QueryError, NatsServerError, OSError, status.NotRunning)):
         return EXIT_FAILED
-    if isinstance(first, (ServiceStopped, ProjectorError, ListenError, CredentialsError, HomeBusy)):
+    if isinstance(first, (ServiceStopped, ChildFailed, ProjectorError, ListenError, CredentialsError, HomeBusy)):
         return EXIT_FAILED
     return None
 

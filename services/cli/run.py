@@ -13,6 +13,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
+from functools import partial
 from typing import Any
 
 import anyio
@@ -53,7 +54,9 @@ async def up(args: argparse.Namespace, settings: Settings) -> int:
     from services import up as supervisor
 
     async with until_signalled() as tg:
-        running: supervisor.Running = await tg.start(supervisor.run, settings)
+        running: supervisor.Running = await tg.start(
+            lambda task_status: supervisor.run(settings, processes=True, task_status=task_status)
+        )
         loop.freeze_started()
         where = f"embedded, store {running.home / 'nats'}" if running.embedded else "external"
         show.line("agentledger is up")
@@ -74,15 +77,24 @@ async def up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.service != "gateway" and (args.workers is not None or args.reuse_port):
+        raise UsageError("--workers applies to the gateway")
     nc = await connect_once(settings.url_as(args.service))  # reachable, as that service
     await nc.close()
     if args.service == "gateway":
         if args.only:
             raise UsageError("--only applies to the projector")
         from services.gateway import app as gateway
+        from services.gateway import workers
 
-        target: Callable[..., Awaitable[Any]] = gateway.serve
-        what = f"gateway listening on {settings.http_url}"
+        count = args.workers if args.workers is not None else settings.workers
+        if count < 1:
+            raise UsageError("--workers must be at least 1")
+        if count > 1:
+            target: Callable[..., Awaitable[Any]] = partial(workers.serve_workers, workers=count)
+        else:
+            target = partial(gateway.serve, reuse_port=args.reuse_port)
+        what = f"gateway listening on {settings.http_url} ({count} worker{'s' if count > 1 else ''})"
     elif args.service == "tasks":
         if args.only:
             raise UsageError("--only applies to the projector")
@@ -90,6 +102,15 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         target = tasks.serve
         what = "tasks service answering on cmd.tasks.*"
+    elif args.service == "dispatcher":
+        if args.only:
+            raise UsageError("--only applies to the projector")
+        if settings.dispatch_mode == "off":
+            raise UsageError("the dispatcher needs dispatch_mode (AGENTLEDGER_DISPATCH_MODE)")
+        from services.dispatcher import loop as dispatcher
+
+        target = dispatcher.serve
+        what = f"dispatcher waking agents by {settings.dispatch_mode}"
     elif args.service == "scheduler":
         if args.only:
             raise UsageError("--only applies to the projector")
@@ -125,8 +146,10 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             await projector.serve(s, args.only or None, task_status=task_status)
 
         what = f"projector {settings.projector_name} answering on q.{settings.projector_name}"
-    # the projector owns the home's DuckDB files; gateway and tasks keep nothing there
-    owner = homelock.hold(settings.home_path, "serve projector") if args.service == "projector" else nullcontext()
+    # the projector owns the home's DuckDB files (under `up`, the lock `up` holds); the others
+    # keep nothing there
+    lock = args.service == "projector" and not homelock.held_by_parent(settings.home_path)
+    owner = homelock.hold(settings.home_path, "serve projector") if lock else nullcontext()
     with owner:
         async with until_signalled() as tg:
             await tg.start(target, settings)

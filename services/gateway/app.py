@@ -97,7 +97,7 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
 
     nc = NATS()
     await nc.connect(
-        settings.url_as("gateway"), name="agentledger-gateway", max_reconnect_attempts=-1,
+        settings.url_as("gateway").split(","), name="agentledger-gateway", max_reconnect_attempts=-1,
         disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
     )
     app[NC] = nc
@@ -123,14 +123,18 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def serve(settings: Settings, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-    """Run the HTTP server until cancelled, then close connections cleanly."""
+async def serve(
+    settings: Settings, *, reuse_port: bool = False,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the HTTP server until cancelled, then close connections cleanly. `reuse_port`: one of
+    several workers on the same port (SO_REUSEPORT; the kernel spreads connections over them)."""
     auth.check_listen(settings)
     # aiohttp's keep-alive timer also runs while a request's headers are still arriving
     runner = web.AppRunner(create_app(settings), access_log=None, keepalive_timeout=settings.http_idle_timeout_s)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=reuse_port or None)
         try:
             await site.start()
         except OSError as exc:

@@ -67,7 +67,7 @@ async def connect(settings: Settings, name: str, principal: str | None = None) -
         log.info("nats: reconnected to %s", redact(settings.url))
 
     nc = await nats.connect(
-        settings.url_as(principal), name=name, max_reconnect_attempts=-1, error_cb=on_error,
+        settings.url_as(principal).split(","), name=name,  # a cluster: its URLs comma-separated max_reconnect_attempts=-1, error_cb=on_error,
         disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
     )
     ours.append(nc)

@@ -89,6 +89,20 @@ def hold(home: Path, command: str) -> Iterator[HomeLock]:
         lock.release()
 
 
+SUPERVISOR_ENV = "AGL_SUPERVISOR_PID"  # set by `up` in its children's environment
+
+
+def held_by_parent(home: Path) -> bool:
+    """True when the `up` that started us holds the home's lock: it runs `serve projector` as its
+    child, which then works under that lock instead of refusing a busy home. Both the variable
+    `up` sets and the lock file must name our parent."""
+    try:
+        holder = msgspec.json.decode((Path(home) / LOCK_NAME).read_bytes(), type=Holder)
+    except (OSError, msgspec.DecodeError):
+        return False
+    return str(holder.pid) == os.environ.get(SUPERVISOR_ENV) == str(os.getppid())
+
+
 def _read(fd: int) -> bytes:
     return os.pread(fd, 4096, 0)
 

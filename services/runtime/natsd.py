@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,6 +51,24 @@ def default_config() -> Path | None:
         if c.is_file():
             return c
     return None
+
+
+_SYNC_LINE = re.compile(r"^[ \t]*sync_interval[ \t]*[:=].*\n?", re.MULTILINE)
+_JETSTREAM_OPEN = re.compile(r"^[ \t]*jetstream[ \t]*[:=]?[ \t]*\{[ \t]*\n", re.MULTILINE)
+
+
+def with_durability(text: str, durability: str) -> str:
+    """The server config `text` with the `durability` setting applied: `always` makes JetStream
+    fsync each write before acking it (`sync_interval: always`), `interval` leaves flushing to the
+    server's timer. The setting wins over whatever `sync_interval` the file itself says, so one
+    setting decides what an ack means whichever config file is used."""
+    text = _SYNC_LINE.sub("", text)
+    if durability != "always":
+        return text
+    opening = _JETSTREAM_OPEN.search(text)
+    if opening is None:
+        return text + "\njetstream {\n  sync_interval: always\n}\n"
+    return text[: opening.end()] + "  sync_interval: always\n" + text[opening.end():]
 
 
 def port_free(host: str, port: int) -> bool:

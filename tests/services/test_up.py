@@ -290,7 +290,24 @@ async def test_up_with_a_taken_http_port_fails_in_one_line_and_stops_nats(tmp_pa
     text = err.decode()
     assert proc.returncode == 1, text
     assert (
-        text.strip().splitlines()[-1].startswith("agentledger: cannot listen on")
+        text.strip().splitlines()[-1].startswith("agentledger: gateway: cannot listen on")
         and "Traceback" not in text
     )
     assert nats_servers_using(home / "nats") == []
+
+
+@pytest.mark.parametrize("durability", ["always", "interval"])
+async def test_the_embedded_server_fsyncs_before_acking_unless_durability_is_interval(
+    tmp_path: Path, durability: str
+) -> None:
+    settings = settings_for(tmp_path / "home", nats_port=0, durability=durability)
+    config = up.server_config(settings)
+    assert ("sync_interval: always" in config.read_text()) == (durability == "always")
+    monitor = free_port()
+    probe = config.parent / "probe.conf"  # the generated config plus a monitoring port for /varz
+    probe.write_text(f"include {config.name}\nhttp_port: {monitor}\n")
+    server = up.EmbeddedNats(port=free_port(), store_dir=settings.nats_store, config=probe)
+    with server:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{monitor}/varz") as r:
+            varz = await r.json()
+    assert bool(varz["jetstream"]["config"].get("sync_always")) == (durability == "always")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,3 +55,23 @@ async def run(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60.0)
         raise
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
+
+
+async def start_up(home: Path, cwd: Path, env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    """`agentledger up` on `home` in the background, its merged logs in `cwd/up.log` (a file, not
+    a pipe: a pipe nobody reads would block the supervisor once full)."""
+    with (cwd / "up.log").open("wb") as log:
+        return await asyncio.create_subprocess_exec(
+            script(), "up", "--home", str(home), *args, env=env, cwd=cwd,
+            stdout=asyncio.subprocess.PIPE, stderr=log,
+        )
+
+
+async def reap(proc: asyncio.subprocess.Process, pids: Iterable[int]) -> None:
+    """Whatever a failed test left running: `up` and the service processes it started."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -18,6 +18,7 @@ from services.runtime.natsd import (
     find_binary,
     free_port,
     port_free,
+    with_durability,
 )
 
 REPO = Path(__file__).resolve().parents[3]
@@ -92,3 +93,20 @@ def test_stopping_a_server_that_never_started_does_nothing(tmp_path: Path) -> No
 
 def test_free_port_is_free() -> None:
     assert port_free("127.0.0.1", free_port())
+
+
+def test_durability_always_puts_sync_interval_always_in_the_jetstream_block() -> None:
+    text = "host: 127.0.0.1\njetstream {\n  max_file_store: 1GB\n  sync_interval: 2m\n}\n"
+    assert with_durability(text, "always") == (
+        "host: 127.0.0.1\njetstream {\n  sync_interval: always\n  max_file_store: 1GB\n}\n"
+    )
+
+
+def test_durability_interval_removes_any_sync_interval_of_the_file() -> None:
+    shipped = (REPO / "nats.conf").read_text()
+    assert "sync_interval: always" in shipped  # the shipped file fsyncs before acking
+    assert "sync_interval" not in with_durability(shipped, "interval")
+
+
+def test_durability_always_adds_a_jetstream_block_to_a_file_without_one() -> None:
+    assert with_durability("host: 127.0.0.1\n", "always").endswith("jetstream {\n  sync_interval: always\n}\n")
