@@ -52,6 +52,7 @@ from services.dispatcher import session as session_file
 from services.dispatcher.outcome import Settling, settle
 from services.dispatcher.run import CommandRefused, Exit, TaskCommands, task_history, watch
 from services.dispatcher.wake import WakeFailed, Waker
+from services.runtime.connection import close_quietly
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -381,4 +382,4 @@ async def serve(
         await Dispatcher(settings, nc).run(task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
-            await nc.close()
+            await close_quietly(nc)

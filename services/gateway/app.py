@@ -37,7 +37,7 @@ from services.gateway.keys import EVENTS, NC, QUERIES, SETTINGS, TELEMETRY
 from services.gateway.proxy import handler as proxy
 from services.gateway.tracing import tracing_middleware
 from services.runtime import telemetry
-from services.runtime.connection import redact
+from services.runtime.connection import close_quietly, redact
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EVENTS] = EventClient(nc, timeout=settings.request_timeout_s)
     app[QUERIES] = QueryClient(nc, settings.projector_name, settings.query_timeout_s + 1.0)
     yield
-    await nc.drain()
+    await close_quietly(nc, drain=True)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -36,6 +36,7 @@ from events.core.keyring import Keyring, KeyringError
 from services import targets as target_commands
 from services.notifier.fold import Fold
 from services.notifier.kinds import KINDS, Message, Outcome, Target
+from services.runtime.connection import close_quietly
 from services.settings import Settings
 from services.targets import KeyringMissing
 
@@ -237,5 +238,5 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
         await notifier.run(task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
-            await fold_nc.close()
-            await nc.close()
+            await close_quietly(fold_nc)
+            await close_quietly(nc)

@@ -31,7 +31,7 @@ from projections.runtime.rebuild import build, swap_files
 from projections.runtime.store import file_path, remove_file
 from services.projector.host import ProjectorError, ProjectorHost, module_named
 from services.runtime import homelock, loop
-from services.runtime.connection import redact
+from services.runtime.connection import close_quietly, redact
 from services.settings import Settings, SettingsError, load
 
 __all__ = ["ProjectorError", "ProjectorHost", "main", "rebuild", "replay", "serve"]
@@ -86,7 +86,7 @@ async def serve(
         await ProjectorHost(settings, nc, [m.NAME for m in host_names]).run(task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
-            await nc.close()
+            await close_quietly(nc)
 
 
 async def rebuild(settings: Settings, name: str, progress: Progress | None = None) -> dict[str, Any]:
@@ -126,7 +126,7 @@ async def rebuild(settings: Settings, name: str, progress: Progress | None = Non
                 "previous": str(previous) if previous else None}
     finally:
         with anyio.CancelScope(shield=True):
-            await nc.close()
+            await close_quietly(nc)
 
 
 async def replay(
@@ -149,7 +149,7 @@ async def replay(
         raise ProjectorError(f"replay of {name} stopped: {exc}") from exc
     finally:
         with anyio.CancelScope(shield=True):
-            await nc.close()
+            await close_quietly(nc)
 
 
 async def _run_until_signalled(settings: Settings, only: list[str] | None) -> None:

@@ -65,3 +65,16 @@ async def ensure_streams_at(nc: NATS, settings: Settings) -> dict[str, str]:
     except Exception as exc:
         reason = getattr(exc, "description", None) or str(exc) or type(exc).__name__
         raise Unavailable(f"cannot create or update the streams: {reason}") from exc
+
+
+async def close_quietly(nc: NATS, *, drain: bool = False) -> None:
+    """Close a service's connection on the way out, whatever state NATS is in.
+
+    A service stops because it was asked to; if nats-server (or a cluster node) went away at the
+    same moment, the close itself fails (broken pipe, reconnecting) and would otherwise turn a
+    clean stop into an error that hides why the service was stopped.
+    """
+    try:
+        await (nc.drain() if drain else nc.close())
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        log.debug("NATS connection closed with %r", exc)

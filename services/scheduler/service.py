@@ -43,6 +43,7 @@ from events.core.client import EventClient, prepare
 from events.core.errors import EventError
 from projections.runtime.protocol import QueryClient, QueryError
 from services.dispatcher.wake import WakeFailed
+from services.runtime.connection import close_quietly
 from services.scheduler.backend import Backend, BackendError
 from services.scheduler.history import CalendarLog
 from services.scheduler.sync import Syncer
@@ -212,4 +213,4 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
         await Scheduler(settings, nc).run(task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
-            await nc.close()
+            await close_quietly(nc)

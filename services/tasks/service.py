@@ -37,6 +37,7 @@ from events.core import codec
 from events.core.client import H_ACTOR, H_CAUSATION, Append, EventClient, barrier
 from events.core.errors import Conflict, EventError, Unavailable, ValidationError
 from events.core.subjects import build, check_id, command
+from services.runtime.connection import close_quietly
 from services.settings import Settings
 from services.tasks.fold import Fold
 
@@ -318,5 +319,5 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
                            coo=settings.watchdog_coo).run(task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
-            await fold_nc.close()
-            await nc.close()
+            await close_quietly(fold_nc)
+            await close_quietly(nc)

@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from events.core.client import EventClient
 from events.core.errors import Unavailable
 from events.watchdog import Decision, Policy, decide
+from services.runtime.connection import close_quietly
 from services.settings import Settings
 from services.watchdog.actions import Actions
 from services.watchdog.fold import Fold
@@ -79,4 +80,4 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
         await Watchdog(settings, nc).run(task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
-            await nc.close()
+            await close_quietly(nc)
