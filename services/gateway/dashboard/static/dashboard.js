@@ -205,7 +205,6 @@ function fleet(view) {
 }
 
 function tasks(view) {
-  if (view.note) return show(el("p", { class: "note" }, view.note));
   const section = el("section", { id: "task-detail" });
   const byStatus = {};
   for (const t of view.tasks) byStatus[t.status] = (byStatus[t.status] || 0) + 1;
@@ -248,7 +247,6 @@ function ledger(view) {
 }
 
 function calendar(view) {
-  if (view.note) return show(el("p", { class: "note" }, view.note));
   const outcomes = {};
   for (const s of view.slots) if (s.outcome) outcomes[s.outcome] = (outcomes[s.outcome] || 0) + 1;
   const agents = new Set(view.slots.map((s) => s.agent_id));
@@ -292,11 +290,14 @@ async function providers() {
 const PAGES = { fleet, tasks, ledger, providers, calendar };
 
 function render(view) {
-  if (view) PAGES[PAGE](view);
+  if (view && view.note) show(el("p", { class: "note" }, view.note));
+  else if (view) PAGES[PAGE](view);
 }
 
+// Pages of later domains live in their own files and add themselves to PAGES.
 window.dashboard = {
-  el, table, cards, show, human, ageS, future, authHeaders, ADMIN_KEY, READ_KEY, refresh: () => render(link.view),
+  el, table, cards, show, human, ageS, future, authHeaders, ADMIN_KEY, READ_KEY, pages: PAGES,
+  refresh: () => render(link.view),
 };
 
 document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === PAGE));
