@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, table, cards, show, human, ageS } = window.dashboard;
+  const { el, table, cards, show, human, ageS, future } = window.dashboard;
   const ago = (iso) => (iso ? `${human(ageS(iso))} ago` : "");
   const STATE = { delivered: "ok", pending: "warn", abandoned: "bad" };
   const state = (s) => el("span", { class: STATE[s] || "" }, s);
@@ -31,10 +31,10 @@
       el("h2", {}, "Attempts"),
       table([["when", (a) => ago(a.at)], ["report", (a) => a.report_id], ["target", (a) => a.target],
         ["attempt", (a) => a.attempt], ["outcome", (a) => el("span", { class: a.outcome === "delivered" ? "ok" : "warn" }, a.outcome)],
-        ["status", (a) => a.status_code], ["retry at", (a) => a.retry_at || ""], ["error", (a) => el("span", { class: "error" }, a.error || "")]],
+        ["status", (a) => a.status_code], ["next retry", (a) => future(a.retry_at)], ["error", (a) => el("span", { class: "error" }, a.error || "")]],
       view.attempts, (a) => `attempt-${a.seq}`),
-      el("p", { class: "note" }, "Retry or abandon a delivery with `agentledger reports retry|abandon <id>` "
-        + "(no HTTP route for them yet, so this page only reads)."),
+      el("p", { class: "note" }, "Retry or abandon a delivery with ", el("code", {}, "agentledger reports retry|abandon <id>"),
+        " (the gateway has no HTTP route for them yet, so this page only reads)."),
     );
   }
 

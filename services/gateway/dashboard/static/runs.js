@@ -7,6 +7,8 @@
   const ago = (iso) => (iso ? `${human(ageS(iso))} ago` : "");
   const STATUS = { success: "ok", failed: "bad", skipped: "warn", running: "", following: "" };
   const duration = (ms) => (ms === null || ms === undefined ? "" : ms < 1000 ? `${ms} ms` : human(ms / 1000));
+  const TAIL_LINES = 5; // the box shows the end of the tail; the whole text is a click away
+  const lastLines = (text) => (text || "").replace(/\n$/, "").split("\n").slice(-TAIL_LINES).join("\n");
   const counts = (rows, key) => {
     const n = {};
     for (const r of rows) n[r[key]] = (n[r[key]] || 0) + 1;
@@ -38,7 +40,7 @@
         ["agent", (r) => r.agent_id], ["task", (r) => r.task_id], ["type", (r) => r.log_type],
         ["status", (r) => el("span", { class: STATUS[r.status] || "" }, r.status)],
         ["started", (r) => ago(r.started_at)], ["duration", (r) => duration(r.duration_ms)], ["lines", (r) => r.lines],
-        [`tail (last ${view.tail_chars} characters)`, (r) => el("pre", { class: "tail" }, r.tail || "")]],
+        ["tail", (r) => el("pre", { class: "tail" }, lastLines(r.tail))]],
       view.runs, (r) => `run-${r.run_id}`),
       section,
     );
