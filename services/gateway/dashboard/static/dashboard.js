@@ -97,10 +97,15 @@ function setLink() {
 function onEvent(event, data, id) {
   link.aliveAt = Date.now();
   if (event === "data") {
+    link.view = data.view;
+    try {
+      render(data.view);
+    } catch (e) {
+      console.error(`rendering ${PAGE} failed:`, e); // loud, and not marked as shown: a reconnect resends it
+      return;
+    }
     link.lastId = id;
     link.dataAt = Date.now();
-    link.view = data.view;
-    render(data.view);
   } else if (event === "unavailable") {
     document.getElementById("link").title = data.message;
   }
@@ -305,4 +310,6 @@ setInterval(() => {
   setLink();
   document.querySelectorAll("span.age[data-at]").forEach((s) => { s.textContent = human(ageS(s.dataset.at || null)); });
 }, 1000); // redraws ages only: no request
-connect();
+// Only once every deferred script ran: a page's renderer may live in a later file (runs.js...),
+// and a view arriving before it would find no renderer.
+document.addEventListener("DOMContentLoaded", connect);

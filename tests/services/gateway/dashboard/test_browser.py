@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import nats
 import pytest
 from aiohttp.test_utils import TestServer
@@ -41,6 +42,7 @@ WAIT_MS = 15_000  # a bound for the browser's own polling waits, not a timing as
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 KEY = "sk-dashboard-test-0123456789abcdef"
+HOLD_S = 2.0  # how long runs.js is held back, as a slow link would
 PROJECTIONS = ["agents", "tasks", "providers", "calendar", "reports", "watchdog", "runs"]
 
 
@@ -173,6 +175,30 @@ async def test_a_run_log_written_with_get_logger_appears_on_the_runs_page_withou
         text = await log.inner_text()  # type: ignore[union-attr]
         assert "step one of three" in text and "all three steps done" in text, text
         assert await page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+
+
+async def test_a_page_whose_script_arrives_late_still_renders_its_first_view(
+    client: EventClient, gateway: str, nats_url: str
+) -> None:
+    """runs.js comes late, as on a slow link: the stream must not start, and its first view must
+    not be lost, before every page script ran. (The hold is the simulated slow link, not a wait
+    for something to happen.)"""
+    await script_fleet(client, gateway, nats_url)
+    streaming = anyio.Event()
+
+    async def late(route: Any) -> None:
+        await anyio.sleep(HOLD_S)
+        await route.continue_()
+
+    async with browser() as chromium:
+        context = await chromium.new_context(viewport=PHONE)  # type: ignore[attr-defined]
+        page, watch = await watched_page(context, gateway)
+        await page.route("**/static/runs.js", late)
+        page.on("request", lambda r: "/dashboard/sse" in r.url and streaming.set())
+        await page.goto(f"{gateway}/dashboard/runs")
+        await page.wait_for_selector("tr[data-id=run-run-build-1]", timeout=WAIT_MS)
+        await page.close()
+    assert watch.problems() == [] and streaming.is_set()
 
 
 async def test_a_rejected_raw_event_appears_on_the_ledger_page_with_its_field(
