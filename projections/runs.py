@@ -54,6 +54,7 @@ _FILTER = (
 QUERIES: dict[str, str] = {
     "list": f"SELECT * EXCLUDE (content) FROM runs WHERE {_FILTER} ORDER BY last_seq DESC LIMIT $limit",
     "get": "SELECT * FROM runs WHERE run_id = $id",
+    "tails": "SELECT * EXCLUDE (content), right(content, $chars) AS tail FROM runs ORDER BY last_seq DESC LIMIT $limit",
     "task_logs": "SELECT * FROM runs WHERE task_id = $id ORDER BY last_seq DESC LIMIT 50",
     "response_times": (
         "SELECT agent_id, avg(duration_ms) / 1000.0 AS seconds FROM runs "

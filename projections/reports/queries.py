@@ -69,6 +69,14 @@ QUERIES: dict[str, str] = {
     "deliveries": "SELECT * FROM report_deliveries WHERE report_id = $id ORDER BY target",
     "attempts": "SELECT * FROM report_attempts WHERE report_id = $id ORDER BY seq",
     "queues": "SELECT * FROM report_queues ORDER BY target",
+    "recent_deliveries": (
+        "SELECT * FROM report_deliveries WHERE report_id IN "
+        "(SELECT id FROM reports ORDER BY seq DESC LIMIT $limit) ORDER BY filed_seq DESC, target"
+    ),
+    "recent_attempts": (
+        "SELECT * FROM report_attempts WHERE report_id IN "
+        "(SELECT id FROM reports ORDER BY seq DESC LIMIT $limit) ORDER BY seq"
+    ),
     "alerts": "SELECT * FROM alerts ORDER BY updated_at DESC LIMIT $limit",
     "metrics": (
         "SELECT t.target, coalesce(q.pending, 0) AS pending, epoch(q.oldest_pending_at) AS oldest_pending_s, "

@@ -14,7 +14,7 @@ from services.gateway.dashboard import sse
 from services.gateway.errors import HttpError
 
 STATIC = Path(__file__).with_name("static")
-PAGES = ("fleet", "tasks", "providers", "ledger", "calendar")
+PAGES = ("fleet", "tasks", "providers", "ledger", "calendar", "reports", "watchdog", "runs")
 _SHELL = (STATIC / "shell.html").read_text()
 # The shell and its scripts load only from this origin: a stray external URL fails loudly.
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

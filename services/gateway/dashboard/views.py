@@ -26,6 +26,10 @@ from services.gateway.keys import NC, QUERIES, SETTINGS
 log = logging.getLogger(__name__)
 View = Callable[[web.Application, dict[str, Any]], Awaitable[dict[str, Any]]]
 REJECTS_SHOWN = 200
+REPORTS_SHOWN = 50
+DECISIONS_SHOWN = 200
+RUNS_SHOWN = 100
+TAIL_CHARS = 400
 
 
 def position(projections: dict[str, Any], page: str) -> str:
@@ -94,6 +98,41 @@ async def calendar(app: web.Application, projections: dict[str, Any]) -> dict[st
     return {"date": day, "slots": rows.records()}
 
 
+def _missing(name: str, projections: dict[str, Any]) -> dict[str, Any] | None:
+    return None if name in projections else {"note": f"the {name} projection is not running"}
+
+
+async def reports(app: web.Application, projections: dict[str, Any]) -> dict[str, Any]:
+    """Queues per target and the newest reports with every delivery and attempt, in three queries
+    whatever the number of reports shown."""
+    if missing := _missing("reports", projections):
+        return missing
+    q = app[QUERIES]
+    listed = await q.query("reports", "list", status=None, target=None, limit=REPORTS_SHOWN)
+    return {
+        "queues": (await q.query("reports", "queues")).records(),
+        "reports": listed.records(), "truncated": listed.truncated,
+        "deliveries": (await q.query("reports", "recent_deliveries", limit=REPORTS_SHOWN)).records(),
+        "attempts": (await q.query("reports", "recent_attempts", limit=REPORTS_SHOWN)).records(),
+    }
+
+
+async def watchdog(app: web.Application, projections: dict[str, Any]) -> dict[str, Any]:
+    if missing := _missing("watchdog", projections):
+        return missing
+    rows = await app[QUERIES].query("watchdog", "list", agent=None, task=None, limit=DECISIONS_SHOWN)
+    return {"decisions": rows.records()}
+
+
+async def runs(app: web.Application, projections: dict[str, Any]) -> dict[str, Any]:
+    """The newest runs with the tail of their text; the whole text is one click away (`/api/runs/{id}`)."""
+    if missing := _missing("runs", projections):
+        return missing
+    rows = await app[QUERIES].query("runs", "tails", chars=TAIL_CHARS, limit=RUNS_SHOWN)
+    return {"runs": rows.records(), "tail_chars": TAIL_CHARS}
+
+
 VIEWS: dict[str, View] = {
     "fleet": fleet, "tasks": tasks, "providers": providers, "ledger": ledger, "calendar": calendar,
+    "reports": reports, "watchdog": watchdog, "runs": runs,
 }

@@ -97,10 +97,15 @@ function setLink() {
 function onEvent(event, data, id) {
   link.aliveAt = Date.now();
   if (event === "data") {
+    link.view = data.view;
+    try {
+      render(data.view);
+    } catch (e) {
+      console.error(`rendering ${PAGE} failed:`, e); // loud, and not marked as shown: a reconnect resends it
+      return;
+    }
     link.lastId = id;
     link.dataAt = Date.now();
-    link.view = data.view;
-    render(data.view);
   } else if (event === "unavailable") {
     document.getElementById("link").title = data.message;
   }
@@ -205,7 +210,6 @@ function fleet(view) {
 }
 
 function tasks(view) {
-  if (view.note) return show(el("p", { class: "note" }, view.note));
   const section = el("section", { id: "task-detail" });
   const byStatus = {};
   for (const t of view.tasks) byStatus[t.status] = (byStatus[t.status] || 0) + 1;
@@ -248,7 +252,6 @@ function ledger(view) {
 }
 
 function calendar(view) {
-  if (view.note) return show(el("p", { class: "note" }, view.note));
   const outcomes = {};
   for (const s of view.slots) if (s.outcome) outcomes[s.outcome] = (outcomes[s.outcome] || 0) + 1;
   const agents = new Set(view.slots.map((s) => s.agent_id));
@@ -292,11 +295,14 @@ async function providers() {
 const PAGES = { fleet, tasks, ledger, providers, calendar };
 
 function render(view) {
-  if (view) PAGES[PAGE](view);
+  if (view && view.note) show(el("p", { class: "note" }, view.note));
+  else if (view) PAGES[PAGE](view);
 }
 
+// Pages of later domains live in their own files and add themselves to PAGES.
 window.dashboard = {
-  el, table, cards, show, human, ageS, future, authHeaders, ADMIN_KEY, READ_KEY, refresh: () => render(link.view),
+  el, table, cards, show, human, ageS, future, authHeaders, ADMIN_KEY, READ_KEY, pages: PAGES,
+  refresh: () => render(link.view),
 };
 
 document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === PAGE));
@@ -304,4 +310,6 @@ setInterval(() => {
   setLink();
   document.querySelectorAll("span.age[data-at]").forEach((s) => { s.textContent = human(ageS(s.dataset.at || null)); });
 }, 1000); // redraws ages only: no request
-connect();
+// Only once every deferred script ran: a page's renderer may live in a later file (runs.js...),
+// and a view arriving before it would find no renderer.
+document.addEventListener("DOMContentLoaded", connect);

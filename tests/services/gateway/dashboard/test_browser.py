@@ -8,17 +8,21 @@ gateway, and a screenshot of each is kept under the test's tmp dir.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import nats
 import pytest
 from aiohttp.test_utils import TestServer
 
 from events.agents import AgentHeartbeat, AgentRegistered
 from events.core.client import EventClient
+from events.reports import DeliveryAttempted, ReportFiled
+from events.runs.client import get_logger
+from events.watchdog import Suspected
 from services.gateway.app import create_app
 from services.gateway.dashboard import PAGES
 from services.projector.service import ProjectorHost
@@ -38,6 +42,8 @@ WAIT_MS = 15_000  # a bound for the browser's own polling waits, not a timing as
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 KEY = "sk-dashboard-test-0123456789abcdef"
+HOLD_S = 2.0  # how long runs.js is held back, as a slow link would
+PROJECTIONS = ["agents", "tasks", "providers", "calendar", "reports", "watchdog", "runs"]
 
 
 @pytest.fixture
@@ -51,7 +57,7 @@ async def gateway(client: EventClient, settings: Settings, nats_url: str,
                   aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[str]:
     nc = await nats.connect(nats_url)
     try:
-        async with running(ProjectorHost(settings, client.nc, ["agents", "tasks", "providers", "calendar"])), \
+        async with running(ProjectorHost(settings, client.nc, PROJECTIONS)), \
                 running(TasksService(nc)):  # type: ignore[arg-type]
             server = await aiohttp_server(create_app(settings))
             yield str(server.make_url("")).rstrip("/")
@@ -76,6 +82,20 @@ async def script_fleet(client: EventClient, gateway: str, nats_url: str) -> None
             "agent_id": "architect", "date": datetime.now(UTC).date().isoformat(), "scheduled_at": "23:59"})
         assert r.status == 201, await r.text()
     await raw_pub(nats_url, "agents.rogue.heartbeat", b'{"status": "sleeping"}')
+    await script_ops(client)
+
+
+async def script_ops(client: EventClient) -> None:
+    """A report with a failed attempt queued for `owner`, a watchdog decision and a finished run."""
+    await client.publish("rep-nightly", ReportFiled(title="nightly digest", source="cron", targets=["owner"]))
+    await client.publish("rep-nightly", DeliveryAttempted(
+        target="owner", attempt=1, outcome="failed", status_code=502, error="bad gateway",
+        retry_at=datetime.now(UTC) + timedelta(minutes=5)))
+    await client.publish("coo", Suspected(key="suspected:coo:TC-FLOW-002", task_id="TC-FLOW-002", silent_s=700,
+                                          cause="no heartbeat for 700 s while holding TC-FLOW-002"))
+    run = get_logger(client, "architect", run_id="run-build-1").set_task("TC-FLOW-001")
+    await run.line("compiling")
+    await run.set_content("tests passed\n").finish("success")
 
 
 async def test_every_page_loads_clean_from_the_gateway_alone_at_desktop_and_phone_width(
@@ -102,6 +122,16 @@ async def test_every_page_loads_clean_from_the_gateway_alone_at_desktop_and_phon
                     await page.wait_for_selector("tr[data-id=TC-FLOW-001]", timeout=WAIT_MS)
                 if name == "calendar":
                     await page.wait_for_selector("tr[data-id=slot-architect-1]:has-text('23:59')", timeout=WAIT_MS)
+                if name == "reports":
+                    await page.wait_for_selector("tr[data-id=queue-owner]:has-text('1')", timeout=WAIT_MS)
+                    await page.wait_for_selector("tr[data-id=report-rep-nightly]:has-text('pending')", timeout=WAIT_MS)
+                    await page.wait_for_selector("main tr:has-text('bad gateway'):has-text('502')", timeout=WAIT_MS)
+                if name == "watchdog":
+                    await page.wait_for_selector("main tr:has-text('suspected'):has-text('no heartbeat for 700 s')",
+                                                 timeout=WAIT_MS)
+                if name == "runs":
+                    await page.wait_for_selector("tr[data-id=run-run-build-1]:has-text('success'):has-text('tests passed')",
+                                                 timeout=WAIT_MS)
                 assert await page.is_hidden("#token-form"), f"{name} at {size_name} still asks for a token"
                 overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 await page.screenshot(path=str(tmp_path / f"dashboard-{name}-{size_name}.png"), full_page=True)
@@ -125,6 +155,50 @@ async def test_a_heartbeat_published_over_nats_appears_on_the_fleet_page_without
         text = await row.inner_text()  # type: ignore[union-attr]
         assert "busy" in text and "TC-FLOW-002" in text
         assert await page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+
+
+async def test_a_run_log_written_with_get_logger_appears_on_the_runs_page_without_a_reload(
+    client: EventClient, gateway: str
+) -> None:
+    async with opened(gateway, "/dashboard/runs", PHONE) as page:
+        await page.wait_for_selector("#link[data-state=live]", timeout=WAIT_MS)
+        await page.evaluate("window.__sameDocument = true")
+        run = get_logger(client, "scout", run_id="run-live-1").set_task("TC-LIVE-1")
+        await run.line("step one of three")
+        row = await page.wait_for_selector("tr[data-id=run-run-live-1]:has-text('step one of three')", timeout=WAIT_MS)
+        assert "scout" in await row.inner_text()  # type: ignore[union-attr]
+        await run.set_content("all three steps done\n").finish("failed")
+        await page.wait_for_selector("tr[data-id=run-run-live-1]:has-text('failed'):has-text('all three steps done')",
+                                     timeout=WAIT_MS)
+        await page.click("a[href='#run-live-1']")
+        log = await page.wait_for_selector("#run-detail pre.log", timeout=WAIT_MS)
+        text = await log.inner_text()  # type: ignore[union-attr]
+        assert "step one of three" in text and "all three steps done" in text, text
+        assert await page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+
+
+async def test_a_page_whose_script_arrives_late_still_renders_its_first_view(
+    client: EventClient, gateway: str, nats_url: str
+) -> None:
+    """runs.js comes late, as on a slow link: the stream must not start, and its first view must
+    not be lost, before every page script ran. (The hold is the simulated slow link, not a wait
+    for something to happen.)"""
+    await script_fleet(client, gateway, nats_url)
+    streaming = anyio.Event()
+
+    async def late(route: Any) -> None:
+        await anyio.sleep(HOLD_S)
+        await route.continue_()
+
+    async with browser() as chromium:
+        context = await chromium.new_context(viewport=PHONE)  # type: ignore[attr-defined]
+        page, watch = await watched_page(context, gateway)
+        await page.route("**/static/runs.js", late)
+        page.on("request", lambda r: "/dashboard/sse" in r.url and streaming.set())
+        await page.goto(f"{gateway}/dashboard/runs")
+        await page.wait_for_selector("tr[data-id=run-run-build-1]", timeout=WAIT_MS)
+        await page.close()
+    assert watch.problems() == [] and streaming.is_set()
 
 
 async def test_a_rejected_raw_event_appears_on_the_ledger_page_with_its_field(

@@ -28,7 +28,7 @@ async def test_every_page_has_its_own_url_and_loads_only_same_origin_assets(http
         assert r.status == 200 and f'data-page="{name}"' in html
         assert "default-src 'self'" in r.headers["Content-Security-Policy"]
         assert "http://" not in html and "https://" not in html
-    for asset in ("dashboard.js", "providers.js", "dashboard.css"):
+    for asset in ("dashboard.js", "providers.js", "tasks.js", "reports.js", "runs.js", "dashboard.css"):
         r = await http.get(f"/dashboard/static/{asset}")
         assert r.status == 200 and len(await r.read()) > 500
 
