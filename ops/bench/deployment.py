@@ -54,6 +54,7 @@ class Deployment:
             self._proc = subprocess.Popen(
                 [str(exe), "up", "--nats-port", str(self.nats_port), "--http-port", str(self.http_port)],
                 cwd=self._tmp.name, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still stops its `up`
         try:
             self._wait_ready(60.0)
         except BaseException:
