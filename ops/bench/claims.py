@@ -1,15 +1,16 @@
 """Command benchmark: 50 agents doing claim/start/progress/submit cycles through `cmd.tasks.*`.
 
-Starts its own nats-server (temp store, free port, the repository's nats.conf), runs the tasks
-command service in this process, creates one task per agent and cycle, then lets every agent (a
-NATS connection of its own) run its cycles concurrently. Next to it, in the same run and with the
-same concurrency, the raw NATS request/reply round trip against an echo responder: the limit a
-command cannot beat. Prints one JSON object: commands/s, p50/p99 latency, and the ratios.
-The same saturated load also goes through the gateway (`POST /api/tasks/{id}/<verb>`, the gateway
-in the service's process as under `agentledger up`), so the HTTP cost shows next to NATS.
-Goals on a 2-core machine: >= 2,000 commands/s, p50 <= 3 ms, p99 <= 15 ms via NATS.
+Runs against the default deployment: `agentledger up` (ops/bench/deployment.py: the tasks service
+and the gateway are its own `agentledger serve` processes, durable acks), connecting as the admin.
+Creates one task per agent and cycle, then lets every agent run its cycles concurrently from a
+child process. Next to it, in the same run and with the same concurrency, the raw NATS
+request/reply round trip against an echo responder in this process: the limit a command cannot
+beat. Prints one JSON object: commands/s, p50/p99 latency, and the ratios. The same saturated load
+also goes through the gateway (`POST /api/tasks/{id}/<verb>`, admin token), so the HTTP cost shows
+next to NATS.
+Goals (issue 14): paced at 2,000 commands/s p50 <= 3 ms, p99 <= 10 ms; saturated >= 5,000/s over NATS.
 
-    python ops/bench/claims.py [--agents 50] [--cycles 20] [--profile]
+    python ops/bench/claims.py [--agents 50] [--cycles 20] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -17,36 +18,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
 import gc
-import io
 import json
 import multiprocessing
-import platform
-import pstats
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anyio
 import msgspec
 import nats
+from deployment import ADMIN_TOKEN, Deployment, machine
 from nats.aio.client import Client as NATS
 
-from events.core.streams import ensure_streams
-from services.gateway.app import serve as serve_gateway
-from services.runtime.loop import backend_options, freeze_started
-from services.runtime.natsd import EmbeddedNats, default_config, free_port
-from services.settings import Settings
-from services.tasks.service import TasksService
+from events.core.client import login
+from services.runtime.loop import backend_options
 
-GOALS = {"commands_per_s": 2000, "p50_ms": 3.0, "p99_ms": 15.0}
+GOALS = {"commands_per_s": 5000, "p50_ms": 3.0, "p99_ms": 10.0}
+AS_ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CYCLE = ("claim", "start", "progress", "submit")
 
 
@@ -135,7 +127,7 @@ async def http_run(base: str, agents: int, cycles: int, tag: str) -> tuple[list[
                 if verb == "progress":
                     body["progress"] = 50
                 t0 = time.perf_counter()
-                async with session.post(f"{base}/api/tasks/{task}/{verb}", json=body) as r:
+                async with session.post(f"{base}/api/tasks/{task}/{verb}", json=body, headers=AS_ADMIN) as r:
                     await r.read()
                 lat.append(time.perf_counter() - t0)
                 if r.status >= 300:
@@ -151,8 +143,8 @@ def http_process(base: str, agents: int, cycles: int, tag: str) -> tuple[list[fl
     return asyncio.run(http_run(base, agents, cycles, tag))
 
 
-def agents_process(url: str, agents: int, connections: int, cycles: int, tag: str, interval: float,
-                   echo: bool) -> tuple[list[float], float, int]:
+def agents_process(url: str, auth: dict[str, str], agents: int, connections: int, cycles: int, tag: str,
+                   interval: float, echo: bool) -> tuple[list[float], float, int]:
     """The load generator, in a process of its own so that it does not share the service's CPU.
 
     Agent i uses connection i % `connections`: in production every agent is a process elsewhere;
@@ -161,7 +153,7 @@ def agents_process(url: str, agents: int, connections: int, cycles: int, tag: st
     """
 
     async def go() -> tuple[list[float], float, int]:
-        own = [await nats.connect(url) for _ in range(connections)]
+        own = [await nats.connect(url, **auth) for _ in range(connections)]
         conns = [own[i % connections] for i in range(agents)]
         try:
             if echo:
@@ -188,77 +180,54 @@ async def create_tasks(nc: NATS, agents: int, cycles: int, tag: str) -> None:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="agl-bench-") as tmp:
-        server = EmbeddedNats(port=free_port(), store_dir=Path(tmp) / "nats", config=default_config())
-        server.start()
-        try:
-            return await _with_server(server.url, args)
-        finally:
-            server.stop()
+    with Deployment() as d:
+        return await _with_deployment(d, args)
 
 
-async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    admin = await nats.connect(url)
-    await ensure_streams(admin.jetstream())
+async def _with_deployment(d: Deployment, args: argparse.Namespace) -> dict[str, Any]:
+    url, auth = d.nats_url, login(d.credentials)
+    admin = await nats.connect(url, **auth)
 
     async def echo(msg: Any) -> None:
         await msg.respond(msg.data)
 
-    echo_nc = await nats.connect(url)
+    echo_nc = await nats.connect(url, **auth)
     await echo_nc.subscribe("bench.echo", cb=echo)
     await echo_nc.flush()
-    svc_nc = await nats.connect(url)
-    fold_nc = await nats.connect(url)  # as `services.tasks.service.serve` does
-    svc = TasksService(svc_nc, fold_nc=fold_nc)
-    gateway = Settings(nats_url=url, http_port=free_port())
     rounds: list[dict[str, Any]] = []
-    profile = cProfile.Profile() if args.profile else None
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     loop = asyncio.get_running_loop()
     interval = args.agents / args.rate  # one command per agent every `interval` s -> `rate` in all
 
     async def load(cycles: int, tag: str, paced: bool, echo: bool) -> tuple[list[float], float, int]:
         return await loop.run_in_executor(
-            pool, agents_process, url, args.agents, args.connections, cycles, tag, interval if paced else 0.0, echo)
+            pool, agents_process, url, auth, args.agents, args.connections, cycles, tag, interval if paced else 0.0, echo)
 
-    async with anyio.create_task_group() as tg:
-        await tg.start(svc.run)
-        await tg.start(partial(serve_gateway, gateway))
-        freeze_started()  # as `agentledger up` and `serve` do
-        await create_tasks(admin, args.agents, 2, "warm")  # warm up both paths and the pool
-        await load(2, "warm", False, False)
-        await load(2, "warm", False, True)
-        for r in range(args.rounds):
-            row: dict[str, Any] = {}
-            for paced in (False, True):
-                tag = f"r{r}{'p' if paced else 's'}"
-                await create_tasks(admin, args.agents, args.cycles, tag)
-                gc.collect()
-                echo_lat, echo_s, _ = await load(args.cycles, tag, paced, True)
-                if profile:
-                    profile.enable()
-                lat, elapsed, failed = await load(args.cycles, tag, paced, False)
-                if profile:
-                    profile.disable()
-                row["paced" if paced else "saturated"] = {
-                    "nats": {**summary(lat, elapsed), "failed": failed},
-                    "raw_request_reply": summary(echo_lat, echo_s),
-                }
-            tag = f"r{r}h"
+    await create_tasks(admin, args.agents, 2, "warm")  # warm up both paths and the pool
+    await load(2, "warm", False, False)
+    await load(2, "warm", False, True)
+    for r in range(args.rounds):
+        row: dict[str, Any] = {}
+        for paced in (False, True):
+            tag = f"r{r}{'p' if paced else 's'}"
             await create_tasks(admin, args.agents, args.cycles, tag)
-            lat, elapsed, failed = await loop.run_in_executor(
-                pool, http_process, gateway.http_url, args.agents, args.cycles, tag)
-            row["saturated"]["http"] = {**summary(lat, elapsed), "failed": failed}
-            rounds.append(row)
-        tg.cancel_scope.cancel()
+            gc.collect()
+            echo_lat, echo_s, _ = await load(args.cycles, tag, paced, True)
+            lat, elapsed, failed = await load(args.cycles, tag, paced, False)
+            row["paced" if paced else "saturated"] = {
+                "nats": {**summary(lat, elapsed), "failed": failed},
+                "raw_request_reply": summary(echo_lat, echo_s),
+            }
+        tag = f"r{r}h"
+        await create_tasks(admin, args.agents, args.cycles, tag)
+        lat, elapsed, failed = await loop.run_in_executor(
+            pool, http_process, d.http, args.agents, args.cycles, tag)
+        row["saturated"]["http"] = {**summary(lat, elapsed), "failed": failed}
+        rounds.append(row)
     pool.shutdown()
-    for c in (svc_nc, fold_nc, echo_nc, admin):
+    for c in (echo_nc, admin):
         with contextlib.suppress(Exception):
             await c.close()
-    if profile:
-        out = io.StringIO()
-        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(40)
-        print(out.getvalue(), file=sys.stderr)
     sat = {path: _median(rounds, "saturated", path) for path in _PATHS}
     paced = {path: _median(rounds, "paced", path) for path in ("nats", "raw_request_reply")}
     return {
@@ -271,7 +240,8 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "how": "saturated: every agent sends its next command when the reply came (throughput); "
                f"paced: {args.rate}/s in all, one command per agent every {interval * 1000:.0f} ms "
                f"(latency at the goal's rate); agents run in a child process over {args.connections} NATS connections; "
-               "raw_request_reply: the same load against an echo responder in the service's process",
+               "raw_request_reply: the same load against an echo responder in the bench's process",
+        "deployment": "agentledger up",
         "rounds": rounds,
         "median_of_rounds": {
             "saturated": {**sat, "throughput_ratio_vs_raw": round(sat["nats"]["per_s"] / sat["raw_request_reply"]["per_s"], 3)},
@@ -283,7 +253,7 @@ async def _with_server(url: str, args: argparse.Namespace) -> dict[str, Any]:
             "p50_ms": paced["nats"]["p50_ms"] <= GOALS["p50_ms"],
             "p99_ms": paced["nats"]["p99_ms"] <= GOALS["p99_ms"],
         },
-        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "machine": machine(),
     }
 
 
@@ -296,12 +266,6 @@ def _median(rounds: list[dict[str, Any]], load: str, path: str) -> dict[str, flo
     return {k: statistics.median(r[load][path][k] for r in rounds) for k in _STATS}
 
 
-def _cpus() -> int | None:
-    import os
-
-    return os.cpu_count()
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agents", type=int, default=50)
@@ -309,7 +273,6 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--connections", type=int, default=5, help="NATS connections the agents share")
     p.add_argument("--rate", type=float, default=2000.0, help="commands/s in all for the paced runs")
-    p.add_argument("--profile", action="store_true", help="cProfile the command rounds (stderr)")
     args = p.parse_args()
     print(json.dumps(anyio.run(bench, args, backend_options=backend_options()), indent=2))  # as `agentledger up`
     return 0

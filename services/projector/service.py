@@ -97,7 +97,7 @@ async def rebuild(settings: Settings, name: str, progress: Progress | None = Non
     """
     module = module_named(name)
     built = file_path(settings.projections_dir, name, "next")
-    nc = await connect(settings, "agentledger-rebuild")
+    nc = await connect(settings, "agentledger-rebuild", settings.identity)  # the CLI's caller, not a service
     try:
         try:
             checkpoints = await build(
@@ -139,7 +139,7 @@ async def replay(
     for kind in ("", "snapshot", "next", "prev"):
         if out.resolve() == file_path(settings.projections_dir, name, kind).resolve():
             raise ProjectorError(f"{out} is a file of the projector; replay into a separate file")
-    nc = await connect(settings, "agentledger-replay")
+    nc = await connect(settings, "agentledger-replay", settings.identity)
     try:
         return await build(
             nc, module, out, until=until, progress=progress,
