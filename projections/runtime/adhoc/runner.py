@@ -53,7 +53,9 @@ class AdHocSql:
                                             "try again when one has ended (named queries are not affected)")
         request = msgspec.json.encode({"path": str(path), "sql": sql, "limit": limit,
                                        "memory_mb": self.memory_mb, "threads": self.threads})
-        env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
+        # the worker needs no setting, so it gets none of the secrets (keyring, tokens) either
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
+        env["MALLOC_ARENA_MAX"] = "2"  # one DuckDB thread needs no per-thread malloc arenas
         proc = await anyio.open_process(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=env)
         self.running.add(proc.pid)
