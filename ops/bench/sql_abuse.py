@@ -138,6 +138,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     alone.start_soon(baseline)
                     await anyio.sleep(3)
                     stop.set()
+                await one_query(http, base, "SELECT 1")  # a service that has seen SQL keeps workers ready
+                await anyio.sleep(2)
                 rounds = {name: await abuse(http, base, host, qs) for name, qs in ROUNDS.items()}
                 tg.cancel_scope.cancel()
             await nc.close()

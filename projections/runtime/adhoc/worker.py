@@ -101,9 +101,12 @@ def reply(data: bytes) -> bytes:
 
 
 def main() -> int:
-    out = reply(sys.stdin.buffer.read())
-    sys.stdout.buffer.write(out)
-    sys.stdout.buffer.flush()
+    # The reply alone goes to the parent's pipe: anything a library prints goes to stderr.
+    answer_fd = os.dup(1)
+    os.dup2(2, 1)
+    data = reply(sys.stdin.buffer.read())
+    with os.fdopen(answer_fd, "wb") as out:
+        out.write(data)
     return 0
 
 
