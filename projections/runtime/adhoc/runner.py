@@ -6,9 +6,9 @@ A query in the projector's own process could take its memory (10 GB for one cros
 queries queue behind it. Here it cannot: it runs in a child process on the read-only snapshot,
 under the limits `worker.py` sets, and the parent only waits, with a deadline, for a bounded
 answer. At the deadline, on cancellation (shutdown) or when the answer outgrows what a NATS
-message may carry, the child is killed (SIGKILL: no phase of DuckDB can ignore it). Once SQL has been
-asked, workers are started ahead, one per slot (`keep_spares`), so a burst of queries does not
-also bring a burst of interpreter start-ups. Queries beyond
+message may carry, the child is killed (SIGKILL: no phase of DuckDB can ignore it). Once queries
+have overlapped, workers are started ahead, one per slot (`keep_spares`), so a burst of queries
+does not also bring a burst of interpreter start-ups. Queries beyond
 the slots are refused at once, not queued, so the answer says why instead of timing out.
 """
 
@@ -45,6 +45,7 @@ class AdHocSql:
         self.refused = 0
         self._spares: list[Process] = []
         self._wanted = anyio.Event()
+        self._burst = anyio.Event()
 
     @property
     def busy(self) -> int:
@@ -58,6 +59,8 @@ class AdHocSql:
                                             "try again when one has ended (named queries are not affected)")
         request = msgspec.json.encode({"path": str(path), "sql": sql, "limit": limit,
                                        "memory_mb": self.memory_mb, "threads": self.threads})
+        if self.busy:
+            self._burst.set()  # queries overlap: from now on keep workers ready
         self._starting += 1  # the slot is taken from here on, also while a worker starts
         try:
             proc = self._spare() or await _spawn()
@@ -74,11 +77,12 @@ class AdHocSql:
     async def keep_spares(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep one started worker per slot waiting (interpreter and DuckDB loaded), so queries
         arriving together do not all pay the start-up at that moment, on the cores the service
-        needs; a used spare is replaced once its query is over. Started after the first query,
-        killed when cancelled."""
+        needs; a used spare is replaced once its query is over. Started once two queries have
+        overlapped (one query at a time pays one start-up, which is cheaper than four idle
+        workers), killed when cancelled."""
         task_status.started()
         try:
-            await self._wanted.wait()  # not before the first query: most hosts never see one
+            await self._burst.wait()  # not before queries overlap: most hosts never see that
             while True:
                 while len(self._spares) < self.slots:
                     self._spares.append(await _spawn())
