@@ -63,7 +63,9 @@ class AdHocSql:
             self._burst.set()  # queries overlap: from now on keep workers ready
         self._starting += 1  # the slot is taken from here on, also while a worker starts
         try:
-            proc = self._spare() or await _spawn()
+            proc = await self._spare() or await _spawn()
+        except OSError as exc:
+            raise QueryError("unavailable", f"cannot start an SQL worker: {exc}") from None
         finally:
             self._starting -= 1
         self.running.add(proc.pid)
@@ -85,7 +87,11 @@ class AdHocSql:
             await self._burst.wait()  # not before queries overlap: most hosts never see that
             while True:
                 while len(self._spares) < self.slots:
-                    self._spares.append(await _spawn())
+                    try:
+                        self._spares.append(await _spawn())
+                    except OSError as exc:  # no spare then: queries start their own worker
+                        log.warning("cannot start a spare SQL worker: %s", exc)
+                        break
                 self._wanted = anyio.Event()
                 await self._wanted.wait()
         finally:
@@ -93,11 +99,12 @@ class AdHocSql:
             for proc in spares:
                 await _end(proc)
 
-    def _spare(self) -> Process | None:
+    async def _spare(self) -> Process | None:
         while self._spares:
             proc = self._spares.pop(0)
             if proc.returncode is None:
                 return proc
+            await _end(proc)  # died waiting (killed from outside): reap it, take the next
         return None
 
     async def _answer(self, proc: Process, request: bytes) -> dict[str, Any]:
