@@ -2,7 +2,8 @@
 and gateway, while `GET /api/agents` is asked every few milliseconds.
 
 Starts its own nats-server (temp store, free port), publishes heartbeats of `--agents` agents,
-runs the projector host and the gateway in this process (as `agentledger up` does), measures
+runs the projector host and the gateway in this process (as `agentledger up` does), warms it
+up with two overlapping queries (so it keeps SQL workers ready), measures
 `GET /api/agents` alone (the peer), then during each round of four ad-hoc queries sent together
 to `POST /api/sql`:
   cross4: four `count(*)` over a cross join of two 1e11-row series (10 GB RSS each before);
@@ -138,6 +139,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     alone.start_soon(baseline)
                     await anyio.sleep(3)
                     stop.set()
+                async with anyio.create_task_group() as warm:  # overlapping queries: workers kept ready
+                    for _ in range(2):
+                        warm.start_soon(one_query, http, base, "SELECT 1")
+                await anyio.sleep(2)
                 rounds = {name: await abuse(http, base, host, qs) for name, qs in ROUNDS.items()}
                 tg.cancel_scope.cancel()
             await nc.close()

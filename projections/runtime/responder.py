@@ -127,6 +127,7 @@ class Responder:
             async def on_request(msg: Msg) -> None:
                 tg.start_soon(self.handle, msg)
 
+            await tg.start(self.adhoc.keep_spares)
             sub = await self.nc.subscribe(self.subject, cb=on_request)
             admin = await self.nc.subscribe(f"{self.subject}.admin", cb=on_request)
             await barrier(self.nc, self.timeout_s)

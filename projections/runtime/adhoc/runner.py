@@ -6,7 +6,9 @@ A query in the projector's own process could take its memory (10 GB for one cros
 queries queue behind it. Here it cannot: it runs in a child process on the read-only snapshot,
 under the limits `worker.py` sets, and the parent only waits, with a deadline, for a bounded
 answer. At the deadline, on cancellation (shutdown) or when the answer outgrows what a NATS
-message may carry, the child is killed (SIGKILL: no phase of DuckDB can ignore it). Queries beyond
+message may carry, the child is killed (SIGKILL: no phase of DuckDB can ignore it). Once queries
+have overlapped, workers are started ahead, one per slot (`keep_spares`), so a burst of queries
+does not also bring a burst of interpreter start-ups. Queries beyond
 the slots are refused at once, not queued, so the answer says why instead of timing out.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import ByteReceiveStream, Process
+from anyio.abc import ByteReceiveStream, Process, TaskStatus
 
 from projections.runtime.protocol import QueryError
 
@@ -38,12 +40,16 @@ class AdHocSql:
         self.memory_mb = memory_mb
         self.threads = threads
         self.max_bytes = max_bytes
-        self.running: set[int] = set()  # worker pids: what the tests and /health can see
+        self.running: set[int] = set()  # pids of workers running a query
+        self._starting = 0
         self.refused = 0
+        self._spares: list[Process] = []
+        self._wanted = anyio.Event()
+        self._burst = anyio.Event()
 
     @property
     def busy(self) -> int:
-        return len(self.running)
+        return len(self.running) + self._starting
 
     async def run(self, path: Path, sql: str, limit: int) -> dict[str, Any]:
         """The reply of one query on the snapshot at `path`; QueryError on any failure."""
@@ -53,19 +59,53 @@ class AdHocSql:
                                             "try again when one has ended (named queries are not affected)")
         request = msgspec.json.encode({"path": str(path), "sql": sql, "limit": limit,
                                        "memory_mb": self.memory_mb, "threads": self.threads})
-        env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
-        proc = await anyio.open_process(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, env=env)
+        if self.busy:
+            self._burst.set()  # queries overlap: from now on keep workers ready
+        self._starting += 1  # the slot is taken from here on, also while a worker starts
+        try:
+            proc = await self._spare() or await _spawn()
+        except OSError as exc:
+            raise QueryError("unavailable", f"cannot start an SQL worker: {exc}") from None
+        finally:
+            self._starting -= 1
         self.running.add(proc.pid)
         try:
             return await self._answer(proc, request)
         finally:
             self.running.discard(proc.pid)
-            with anyio.CancelScope(shield=True):
-                if proc.returncode is None:
-                    proc.kill()
-                await proc.wait()
-                await proc.aclose()
+            await _end(proc)
+            self._wanted.set()  # replaced once the query is over, not while it competes for the CPU
+
+    async def keep_spares(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Keep one started worker per slot waiting (interpreter and DuckDB loaded), so queries
+        arriving together do not all pay the start-up at that moment, on the cores the service
+        needs; a used spare is replaced once its query is over. Started once two queries have
+        overlapped (one query at a time pays one start-up, which is cheaper than four idle
+        workers), killed when cancelled."""
+        task_status.started()
+        try:
+            await self._burst.wait()  # not before queries overlap: most hosts never see that
+            while True:
+                while len(self._spares) < self.slots:
+                    try:
+                        self._spares.append(await _spawn())
+                    except OSError as exc:  # no spare then: queries start their own worker
+                        log.warning("cannot start a spare SQL worker: %s", exc)
+                        break
+                self._wanted = anyio.Event()
+                await self._wanted.wait()
+        finally:
+            spares, self._spares = self._spares, []
+            for proc in spares:
+                await _end(proc)
+
+    async def _spare(self) -> Process | None:
+        while self._spares:
+            proc = self._spares.pop(0)
+            if proc.returncode is None:
+                return proc
+            await _end(proc)  # died waiting (killed from outside): reap it, take the next
+        return None
 
     async def _answer(self, proc: Process, request: bytes) -> dict[str, Any]:
         out, err = bytearray(), bytearray()
@@ -87,7 +127,8 @@ class AdHocSql:
             reply: dict[str, Any] = msgspec.json.decode(bytes(out))
         except msgspec.DecodeError:
             code = proc.returncode
-            log.warning("sql worker pid %s ended with %s and no answer: %s", proc.pid, code, bytes(err[-500:]))
+            log.warning("sql worker pid %s ended with %s and no answer (%d bytes: %r); stderr: %r",
+                        proc.pid, code, len(out), bytes(out[:200]), bytes(err[-500:]))
             raise QueryError("bad_request", f"the query's worker ended without an answer (exit {code}); "
                                             f"it likely ran out of its memory cap ({self.memory_mb} MB)") from None
         if not reply.get("ok"):
@@ -95,6 +136,23 @@ class AdHocSql:
             raise QueryError(error.get("code", "internal"), error.get("message", "SQL worker error"))
         reply.pop("ok", None)
         return reply
+
+
+async def _spawn() -> Process:
+    # the worker needs no setting, so it gets none of the secrets (keyring, tokens) either
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
+    env["MALLOC_ARENA_MAX"] = "2"  # one DuckDB thread needs no per-thread malloc arenas
+    return await anyio.open_process(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=env)
+
+
+async def _end(proc: Process) -> None:
+    """Kill (SIGKILL: no phase of DuckDB ignores it) and reap, even while being cancelled."""
+    with anyio.CancelScope(shield=True):
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        await proc.aclose()
 
 
 async def _collect(stream: ByteReceiveStream, into: bytearray, limit: int) -> bool:

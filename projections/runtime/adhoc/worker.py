@@ -5,8 +5,9 @@ checks and runs the query, writes one reply (the query protocol's JSON) on stdou
 limits are DuckDB's (`memory_limit`, `threads`, no file access, no spilling, no extensions) plus
 the OS's: an address-space cap (RLIMIT_AS) of what the interpreter already maps plus a margin over
 DuckDB's limit, so memory DuckDB does not account for cannot grow without bound either. Time is
-the parent's business: it kills this process at the timeout, whatever the query is doing. It runs
-at the lowest CPU priority, so on a busy host the API's own work goes first.
+the parent's business: it kills this process at the timeout, whatever the query is doing. The
+query runs at the lowest CPU priority, so on a busy host the API's own work goes first (the fixed
+start-up, importing and opening, does not, so that a small query is not starved by a busy host).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def answer(req: WorkerRequest) -> dict[str, Any]:
     except duckdb.Error as exc:
         raise QueryError("unavailable", f"cannot open the snapshot: {exc}") from None
     cap_address_space(req.memory_mb)  # after the open: DuckDB reserves its address space there
+    os.nice(NICENESS)  # the start-up ran at normal priority; what the query itself costs does not
     check_select(req.sql)
     check_functions(con, req.sql)
     rel = con.sql(req.sql)
@@ -99,10 +101,12 @@ def reply(data: bytes) -> bytes:
 
 
 def main() -> int:
-    os.nice(NICENESS)
-    out = reply(sys.stdin.buffer.read())
-    sys.stdout.buffer.write(out)
-    sys.stdout.buffer.flush()
+    # The reply alone goes to the parent's pipe: anything a library prints goes to stderr.
+    answer_fd = os.dup(1)
+    os.dup2(2, 1)
+    data = reply(sys.stdin.buffer.read())
+    with os.fdopen(answer_fd, "wb") as out:
+        out.write(data)
     return 0
 
 

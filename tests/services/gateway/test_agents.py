@@ -93,6 +93,9 @@ async def test_sql_answers_selects_and_refuses_the_rest(http: Client, client: Ev
     assert body["columns"] == ["n"] and seq == 1
     r = await http.post("/api/sql", json={"projection": "agents", "sql": "DELETE FROM agents"})
     assert r.status == 400
+    for side_effect in ("SELECT * FROM checkpoint()", "SELECT * FROM force_checkpoint()"):
+        r = await http.post("/api/sql", json={"projection": "agents", "sql": side_effect})
+        assert r.status == 400 and "is not allowed" in (await r.json())["error"]["message"]
     r = await http.post("/api/sql", json={"projection": "agents"})
     assert r.status == 422 and (await r.json())["error"]["field"] == "$.sql"
 
