@@ -29,7 +29,7 @@ import msgspec
 from services.runtime import children, credentials, homelock, supervise
 from services.runtime.connection import connect_once, ensure_streams_at, redact
 from services.runtime.files import write_atomic
-from services.runtime.nats_auth import authorization_block, read_hashes
+from services.runtime.nats_auth import authorization_block
 from services.runtime.natsd import EmbeddedNats, default_config, free_port, with_durability
 from services.settings import Settings
 
@@ -77,9 +77,8 @@ def server_config(settings: Settings) -> Path:
     fixed = credentials.ensure(home)
     tighten(settings)
     dest = settings.nats_store / "server.conf"
-    known = read_hashes(dest.read_text()) if dest.exists() else {}
     text = with_durability(base.read_text() if base else "", settings.durability) + "\n" + authorization_block(
-        [*fixed.values(), *credentials.agents(home)], settings.projector_name, known
+        [*fixed.values(), *credentials.agents(home)], settings.projector_name
     )
     settings.nats_store.mkdir(parents=True, exist_ok=True)
     write_atomic(dest, text)

@@ -22,7 +22,6 @@ async def queries(settings: Settings) -> AsyncIterator[Any]:
     finally:
         await nc.close()
 
-projector_queries = queries  # the name the reports and targets commands use
 
 AFTER_HELP = "a stream position a write printed (TASKS:42): wait until the read includes it"
 

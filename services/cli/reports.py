@@ -20,7 +20,7 @@ from events.core.errors import EventError
 from events.reports import ReportRuleError
 from events.reports.client import ReportClient
 from services.cli import output as show
-from services.cli.read import projector_queries
+from services.cli.read import queries
 from services.runtime.connection import connect_once
 from services.settings import Settings
 
@@ -125,7 +125,7 @@ async def drain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def list_reports(args: argparse.Namespace, settings: Settings) -> int:
-    async with projector_queries(settings) as q:
+    async with queries(settings) as q:
         rows = await q.query(PROJECTION, "list", status=args.status, target=args.target, limit=args.limit)
     cols = ["id", "state", "targets", "team", "worker", "task_id", "progress", "status", "title", "filed_at"]
     records = rows.records()
@@ -137,7 +137,7 @@ async def list_reports(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def show_report(args: argparse.Namespace, settings: Settings) -> int:
-    async with projector_queries(settings) as q:
+    async with queries(settings) as q:
         report = (await q.query(PROJECTION, "get", id=args.id)).records()
         deliveries = (await q.query(PROJECTION, "deliveries", id=args.id)).records()
         attempts = (await q.query(PROJECTION, "attempts", id=args.id)).records()

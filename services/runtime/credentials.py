@@ -23,6 +23,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import bcrypt
 import msgspec
 
 from events.core.policy import ADMIN, AGENT, READER, SERVICES, Principal
@@ -30,6 +31,7 @@ from events.core.subjects import check_id
 from services.runtime.files import write_atomic
 
 FIXED = (ADMIN, READER, *SERVICES)
+BCRYPT_COST = 11  # what nats-server's own `nats server passwd` uses
 _TOKEN = re.compile(r"agl_(agent|reader|admin)_([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{43})")
 
 
@@ -42,11 +44,18 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str = ""
     user: str
     password: str
+    # bcrypt of the password, made once at issue: the server config needs only this, and bcrypt
+    # is slow on purpose, so every config written later (up, agents add, cluster) reuses it
+    password_hash: str | None = None
     token: str | None = None
 
     @property
     def principal(self) -> Principal:
         return Principal(self.kind, self.id)
+
+
+def bcrypt_hash(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
 
 
 def folder(home: Path) -> Path:
@@ -98,8 +107,10 @@ def issue(home: Path, name: str) -> Credential:
     kind, _, ident = name.partition(":")
     user = f"agent-{ident}" if kind == AGENT else kind
     token = sign(token_secret(home), kind, ident or kind) if kind in (AGENT, READER) else None
+    password = secrets.token_urlsafe(24)
     cred = Credential(
-        kind=kind, id=ident, user=user, password=secrets.token_urlsafe(24), token=token
+        kind=kind, id=ident, user=user, password=password, password_hash=bcrypt_hash(password),
+        token=token,
     )
     write_atomic(path_of(home, name), msgspec.json.format(msgspec.json.encode(cred)).decode() + "\n")
     return cred

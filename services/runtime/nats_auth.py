@@ -16,15 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-import bcrypt
-
 import events.catalog  # noqa: F401  (registers every domain's events and their writers)
 from events.core.policy import ADMIN, AGENT, AGENT_SELF, READER, SERVICES, Principal, Rule
 from events.core.policy import publish_subjects as event_subjects
 from events.core.registry import rules as event_rules
-from services.runtime.credentials import Credential
+from services.runtime.credentials import Credential, bcrypt_hash
 
-BCRYPT_COST = 11  # what nats-server's own `nats server passwd` uses
 # JetStream use without administration: publish acks, consumers (ordered ones included), reads
 JS_USE = (
     "$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
@@ -71,39 +68,12 @@ def permissions(
     }
 
 
-def hashed(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
-
-
-def authorization_block(
-    creds: Iterable[Credential], projector: str = "projector",
-    known_hashes: Mapping[str, str] | None = None,
-) -> str:
-    """The `authorization { users = [...] }` block for nats.conf.
-
-    `known_hashes` (user -> "password hash") lets a regeneration keep the hashes it made before,
-    since bcrypt is slow on purpose and a config reload should not wait seconds per agent.
-    """
+def authorization_block(creds: Iterable[Credential], projector: str = "projector") -> str:
+    """The `authorization { users = [...] }` block for nats.conf (password hashes only)."""
     table = list(event_rules().values())
-    users = []
-    for c in creds:
-        known = (known_hashes or {}).get(c.user)
-        users.append({
-            "user": c.user,
-            "password": known if known and bcrypt.checkpw(c.password.encode(), known.encode())
-            else hashed(c.password),
-            "permissions": permissions(c.principal, table, projector),
-        })
+    users = [{
+        "user": c.user,
+        "password": c.password_hash or bcrypt_hash(c.password),  # files issued before the field
+        "permissions": permissions(c.principal, table, projector),
+    } for c in creds]
     return "authorization " + json.dumps({"users": users}, indent=2) + "\n"
-
-
-def read_hashes(text: str) -> dict[str, str]:
-    """user -> bcrypt hash from a block this module wrote (empty when it cannot tell)."""
-    start = text.find("authorization {")
-    if start < 0:
-        return {}
-    try:
-        data = json.loads(text[start + len("authorization "):])
-    except ValueError:
-        return {}
-    return {u["user"]: u["password"] for u in data.get("users", []) if "user" in u}
