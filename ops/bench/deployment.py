@@ -87,6 +87,11 @@ class Deployment:
         self._tmp.cleanup()
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
     def credentials(self) -> Path:
         return self.home / "credentials" / "admin.json"
 

@@ -8,7 +8,9 @@ under the limits `worker.py` sets, and the parent only waits, with a deadline, f
 answer. At the deadline, on cancellation (shutdown) or when the answer outgrows what a NATS
 message may carry, the child is killed (SIGKILL: no phase of DuckDB can ignore it). Once queries
 have overlapped, workers are started ahead, one per slot (`keep_spares`), so a burst of queries
-does not also bring a burst of interpreter start-ups. Queries beyond
+does not also bring a burst of interpreter start-ups. Workers run in a session of their own under
+SCHED_IDLE from their first instruction (`launcher.py`): the API's processes always have the cores
+first. Queries beyond
 the slots are refused at once, not queued, so the answer says why instead of timing out.
 """
 
@@ -17,19 +19,20 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import ByteReceiveStream, Process, TaskStatus
+from anyio.abc import ByteReceiveStream, Process, TaskGroup, TaskStatus
 
+from projections.runtime.adhoc.launcher import command, cpu_seconds, lowest_priority
 from projections.runtime.protocol import QueryError
 
 log = logging.getLogger(__name__)
-WORKER = [sys.executable, "-m", "projections.runtime.adhoc.worker"]
+WORKER = command("projections.runtime.adhoc.worker")
 STDERR_TAIL = 2000
+SPARE_STAGGER_S = 0.25  # between two spare start-ups (0.3 s of CPU each, at the lowest priority)
 
 
 class AdHocSql:
@@ -44,12 +47,14 @@ class AdHocSql:
         self._starting = 0
         self.refused = 0
         self._spares: list[Process] = []
+        self._dying: set[int] = set()  # killed or ended, not yet reaped: their slot is still taken
+        self._reaper: TaskGroup | None = None
         self._wanted = anyio.Event()
         self._burst = anyio.Event()
 
     @property
     def busy(self) -> int:
-        return len(self.running) + self._starting
+        return len(self.running) + self._starting + len(self._dying)
 
     async def run(self, path: Path, sql: str, limit: int) -> dict[str, Any]:
         """The reply of one query on the snapshot at `path`; QueryError on any failure."""
@@ -57,8 +62,8 @@ class AdHocSql:
             self.refused += 1
             raise QueryError("unavailable", f"all {self.slots} SQL slots are busy with other queries; "
                                             "try again when one has ended (named queries are not affected)")
-        request = msgspec.json.encode({"path": str(path), "sql": sql, "limit": limit,
-                                       "memory_mb": self.memory_mb, "threads": self.threads})
+        request = msgspec.json.encode({"path": str(path), "sql": sql, "limit": limit, "memory_mb": self.memory_mb,
+                                       "threads": self.threads, "timeout_s": self.timeout_s})
         if self.busy:
             self._burst.set()  # queries overlap: from now on keep workers ready
         self._starting += 1  # the slot is taken from here on, also while a worker starts
@@ -73,7 +78,21 @@ class AdHocSql:
             return await self._answer(proc, request)
         finally:
             self.running.discard(proc.pid)
+            if self._reaper is None:
+                await _end(proc)
+                self._wanted.set()
+            else:  # answer now: a killed worker's exit runs at its idle priority, maybe slowly
+                self._dying.add(proc.pid)
+                if proc.returncode is None:
+                    proc.kill()
+                self._reaper.start_soon(self._reap, proc)
+
+    async def _reap(self, proc: Process) -> None:
+        """Its slot stays taken until the process is gone, so the memory cap holds per slot."""
+        try:
             await _end(proc)
+        finally:
+            self._dying.discard(proc.pid)
             self._wanted.set()  # replaced once the query is over, not while it competes for the CPU
 
     async def keep_spares(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -81,23 +100,37 @@ class AdHocSql:
         arriving together do not all pay the start-up at that moment, on the cores the service
         needs; a used spare is replaced once its query is over. Started once two queries have
         overlapped (one query at a time pays one start-up, which is cheaper than four idle
-        workers), killed when cancelled."""
-        task_status.started()
-        try:
-            await self._burst.wait()  # not before queries overlap: most hosts never see that
-            while True:
-                while len(self._spares) < self.slots:
-                    try:
-                        self._spares.append(await _spawn())
-                    except OSError as exc:  # no spare then: queries start their own worker
-                        log.warning("cannot start a spare SQL worker: %s", exc)
-                        break
-                self._wanted = anyio.Event()
-                await self._wanted.wait()
-        finally:
-            spares, self._spares = self._spares, []
-            for proc in spares:
-                await _end(proc)
+        workers), killed when cancelled. While it runs, finished workers are reaped in the
+        background, after their answer went out."""
+        async with anyio.create_task_group() as reaper:
+            self._reaper = reaper
+            task_status.started()
+            try:
+                await self._burst.wait()  # not before queries overlap: most hosts never see that
+                while True:
+                    while len(self._spares) < self.slots:
+                        if self._spares:  # one start-up at a time: four at once held up the API
+                            await anyio.sleep(SPARE_STAGGER_S)
+                        try:
+                            self._spares.append(await _spawn())
+                        except OSError as exc:  # no spare then: queries start their own worker
+                            log.warning("cannot start a spare SQL worker: %s", exc)
+                            break
+                    self._wanted = anyio.Event()
+                    await self._wanted.wait()
+            finally:
+                self._reaper = None
+                spares, self._spares = self._spares, []
+                for proc in spares:
+                    await _end(proc)
+
+    def _timed_out(self, cpu_before: float, cpu_after: float) -> str:
+        message = f"query stopped after {self.timeout_s:g}s (its worker was killed)"
+        cpu = cpu_after - cpu_before
+        if min(cpu_before, cpu_after) >= 0 and cpu < self.timeout_s / 2:  # starved, not slow: say so
+            message += (f"; it had {cpu:.1f}s of CPU in that time, as ad-hoc SQL runs at the lowest CPU "
+                        "priority and the host was busy: try again when it is quieter")
+        return message
 
     async def _spare(self) -> Process | None:
         while self._spares:
@@ -109,6 +142,7 @@ class AdHocSql:
 
     async def _answer(self, proc: Process, request: bytes) -> dict[str, Any]:
         out, err = bytearray(), bytearray()
+        cpu_before = cpu_seconds(proc.pid)
         with anyio.move_on_after(self.timeout_s) as deadline:
             assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
             await proc.stdin.send(request)
@@ -122,7 +156,7 @@ class AdHocSql:
                                                 "message may carry; ask for fewer rows (limit) or columns")
             await proc.wait()
         if deadline.cancelled_caught:
-            raise QueryError("timeout", f"query stopped after {self.timeout_s:g}s (its worker was killed)")
+            raise QueryError("timeout", self._timed_out(cpu_before, cpu_seconds(proc.pid)))
         try:
             reply: dict[str, Any] = msgspec.json.decode(bytes(out))
         except msgspec.DecodeError:
@@ -142,8 +176,11 @@ async def _spawn() -> Process:
     # the worker needs no setting, so it gets none of the secrets (keyring, tokens) either
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
     env["MALLOC_ARENA_MAX"] = "2"  # one DuckDB thread needs no per-thread malloc arenas
-    return await anyio.open_process(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=env)
+    env["SQL_WORKER_PARENT"] = str(os.getpid())
+    proc = await anyio.open_process(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=env, start_new_session=True)
+    lowest_priority(proc.pid)  # already done by the launcher where it could; again where it could not
+    return proc
 
 
 async def _end(proc: Process) -> None:

@@ -6,25 +6,32 @@ limits are DuckDB's (`memory_limit`, `threads`, no file access, no spilling, no 
 the OS's: an address-space cap (RLIMIT_AS) of what the interpreter already maps plus a margin over
 DuckDB's limit, so memory DuckDB does not account for cannot grow without bound either. Time is
 the parent's business: it kills this process at the timeout, whatever the query is doing. The
-query runs at the lowest CPU priority, so on a busy host the API's own work goes first (the fixed
-start-up, importing and opening, does not, so that a small query is not starved by a busy host).
+whole worker, start-up included, runs at the lowest CPU priority (SCHED_IDLE, set by the parent as
+it starts and again here): on a host whose services are busy an analyst's query waits, up to its
+timeout, and the API does not.
 """
 
 from __future__ import annotations
 
+import ctypes
+import math
 import os
 import resource
+import signal
 import sys
+import time
 from typing import Any
 
 import duckdb
 import msgspec
 
 from projections.runtime.adhoc.guard import check_functions, check_select
+from projections.runtime.adhoc.launcher import is_lowest, lowest_priority
 from projections.runtime.protocol import QueryError, encode_reply, error_reply
 
 MB = 1024 * 1024
-NICENESS = 19  # the CPU goes to the service first: an analyst's query waits, the API does not
+PR_SET_PDEATHSIG = 1
+PARENT_ENV = "SQL_WORKER_PARENT"  # the pid that started it, set by the runner
 HEADROOM_MB = 512  # parse trees, result rows and Python objects outside DuckDB's buffer manager
 
 
@@ -34,6 +41,28 @@ class WorkerRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limit: int
     memory_mb: int
     threads: int
+    timeout_s: float
+
+
+def die_with_parent() -> None:
+    """SIGKILL when the projector dies (Linux): the worker is in a session of its own, so a signal
+    to the service's process group no longer reaches it, and a query must not outlive the service
+    that would have killed it at its timeout."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the CPU limit below still ends it
+        return
+    parent = os.environ.get(PARENT_ENV)
+    if parent and os.getppid() != int(parent):  # it died before the line above
+        os._exit(1)
+
+
+def cap_cpu(timeout_s: float, threads: int) -> None:
+    """RLIMIT_CPU a little over what the query may use before its parent kills it: a backstop for
+    a parent that can no longer kill it."""
+    limit = math.ceil(timeout_s * threads) + 2 + int(time.process_time())
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, limit))
 
 
 def cap_address_space(memory_mb: int) -> int:
@@ -63,12 +92,12 @@ def connect(req: WorkerRequest) -> duckdb.DuckDBPyConnection:
 
 
 def answer(req: WorkerRequest) -> dict[str, Any]:
+    cap_cpu(req.timeout_s, req.threads)
     try:
         con = connect(req)
     except duckdb.Error as exc:
         raise QueryError("unavailable", f"cannot open the snapshot: {exc}") from None
     cap_address_space(req.memory_mb)  # after the open: DuckDB reserves its address space there
-    os.nice(NICENESS)  # the start-up ran at normal priority; what the query itself costs does not
     check_select(req.sql)
     check_functions(con, req.sql)
     rel = con.sql(req.sql)
@@ -101,6 +130,9 @@ def reply(data: bytes) -> bytes:
 
 
 def main() -> int:
+    die_with_parent()
+    if not is_lowest():
+        lowest_priority()  # started by someone other than the runner
     # The reply alone goes to the parent's pipe: anything a library prints goes to stderr.
     answer_fd = os.dup(1)
     os.dup2(2, 1)
