@@ -53,6 +53,11 @@ class Principal(NamedTuple):
     def __str__(self) -> str:
         return f"{self.kind}:{self.id}" if self.id else self.kind
 
+    @property
+    def nats_user(self) -> str:
+        """The NATS user this principal connects as: `agent-<id>` or the kind."""
+        return f"agent-{self.id}" if self.kind == AGENT else self.kind
+
 
 class Rule(NamedTuple):
     domain: str

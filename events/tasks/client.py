@@ -24,7 +24,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from events.core.client import _redact, login
+from events.core.client import _redact, inbox_for, login
 from events.core.errors import Conflict, EventError, Forbidden, Unavailable, ValidationError
 from events.core.subjects import query as query_subject
 from events.tasks.commands import written_position
@@ -180,7 +180,8 @@ class TaskManager:
         self._thread.start()
         try:
             auth = login(credentials) if credentials is not None else {}
-            self._nc: NATS = self._run(nats.connect(url.split(","), name=f"agentledger-sdk-{agent_id}", **auth))
+            self._nc: NATS = self._run(nats.connect(url.split(","), name=f"agentledger-sdk-{agent_id}",
+                                                    inbox_prefix=inbox_for(url, auth.get("user")), **auth))
         except Exception as exc:
             self._stop_loop()
             raise Unavailable(f"cannot connect to NATS at {_redact(url)}: {exc}") from exc

@@ -13,7 +13,7 @@ import anyio
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from events.core.client import EventClient
+from events.core.client import EventClient, inbox_for
 from projections.runtime.protocol import QueryClient
 from services.gateway import (
     admin,
@@ -96,8 +96,9 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning("gateway: NATS error: %s", exc)
 
     nc = NATS()
+    url = settings.url_as("gateway")
     await nc.connect(
-        settings.url_as("gateway").split(","), name="agentledger-gateway", max_reconnect_attempts=-1,
+        url.split(","), name="agentledger-gateway", max_reconnect_attempts=-1, inbox_prefix=inbox_for(url),
         disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
     )
     app[NC] = nc

@@ -23,6 +23,7 @@ import nats
 from anyio.abc import TaskStatus
 from nats.aio.client import Client as NATS
 
+from events.core.client import inbox_for
 from events.core.streams import ensure_streams
 from projections import catalog
 from projections.runtime.loop import ProjectionFailed
@@ -66,9 +67,10 @@ async def connect(settings: Settings, name: str, principal: str | None = None) -
     async def on_reconnect() -> None:
         log.info("nats: reconnected to %s", redact(settings.url))
 
+    url = settings.url_as(principal)
     nc = await nats.connect(
-        settings.url_as(principal).split(","), name=name,  # a cluster: its URLs comma-separated max_reconnect_attempts=-1, error_cb=on_error,
-        disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+        url.split(","), name=name, inbox_prefix=inbox_for(url),  # a cluster: its URLs comma-separated
+        max_reconnect_attempts=-1, error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
     )
     ours.append(nc)
     return nc

@@ -12,6 +12,7 @@ import logging
 import nats
 from nats.aio.client import Client as NATS
 
+from events.core.client import inbox_for
 from events.core.errors import Unavailable
 from events.core.streams import ensure_streams
 from services.settings import Settings
@@ -45,6 +46,7 @@ async def connect_once(
         return await nats.connect(
             url.split(","),
             name=name,
+            inbox_prefix=inbox_for(url),
             connect_timeout=timeout,
             allow_reconnect=False,
             max_reconnect_attempts=1,

@@ -105,7 +105,7 @@ def issue(home: Path, name: str) -> Credential:
     """Make (or replace) the credential `name`; agents and readers get an HTTP token too."""
     secure_home(home)
     kind, _, ident = name.partition(":")
-    user = f"agent-{ident}" if kind == AGENT else kind
+    user = Principal(kind, ident).nats_user
     token = sign(token_secret(home), kind, ident or kind) if kind in (AGENT, READER) else None
     password = secrets.token_urlsafe(24)
     cred = Credential(

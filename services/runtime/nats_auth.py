@@ -5,7 +5,9 @@ whatever the gateway does. Every principal gets an explicit allow list (nothing 
 is not listed), so no one but the admin can reach the stream admin API (`$JS.API.STREAM.CREATE|
 UPDATE|DELETE|PURGE|MSG.DELETE`, snapshots, restores, `$JS.API.SERVER.*`) or the projector's admin
 subject (`q.<projector>.admin`: swap and snapshot). Anonymous connections are refused: the config
-has users and no `no_auth_user`.
+has users and no `no_auth_user`. Replies are private: each user subscribes only under its own
+inbox prefix, `_INBOX.<user>` (agentledger's clients connect with it), so no client can read the
+JetStream acks, query answers or command results meant for another.
 
 `authorization_block` is what `agentledger up` appends to nats.conf for the embedded server and
 what `agentledger policy --nats-config` prints for an operator's own cluster.
@@ -17,6 +19,7 @@ import json
 from collections.abc import Iterable, Mapping
 
 import events.catalog  # noqa: F401  (registers every domain's events and their writers)
+from events.core.client import inbox_prefix
 from events.core.policy import ADMIN, AGENT, AGENT_SELF, READER, SERVICES, Principal, Rule
 from events.core.policy import publish_subjects as event_subjects
 from events.core.registry import rules as event_rules
@@ -43,15 +46,16 @@ def permissions(
     kind = principal.kind
     if kind == ADMIN:
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
+    inbox = inbox_prefix(principal.nats_user) + ".>"  # its own replies, nobody else's
     if kind == AGENT:
         return {
             "publish": {"allow": [
-                *event_subjects(principal, table), f"cmd.tasks.*.{principal.id}", f"q.{projector}",
+                *event_subjects(principal, table), f"cmd.tasks.*.{principal.id}", f"q.{projector}", inbox,
             ]},
-            "subscribe": {"allow": ["_INBOX.>", f"wake.{principal.id}"]},
+            "subscribe": {"allow": [inbox, f"wake.{principal.id}"]},
         }
     if kind == READER:
-        return {"publish": {"allow": [f"q.{projector}"]}, "subscribe": {"allow": ["_INBOX.>"]}}
+        return {"publish": {"allow": [f"q.{projector}", inbox]}, "subscribe": {"allow": [inbox]}}
     if kind not in SERVICES:
         return {"publish": {"deny": [">"]}, "subscribe": {"deny": [">"]}}
     if kind == "gateway":
@@ -59,10 +63,11 @@ def permissions(
         own = sorted({r.pattern for r in table if r.writers & HTTP_CALLERS})
     else:
         own = event_subjects(principal, table)
-    subscribe = ["_INBOX.>", *SERVICE_SUBSCRIBE.get(kind, ())]
+    subscribe = [inbox, *SERVICE_SUBSCRIBE.get(kind, ())]
     if kind == "projector":
         subscribe += [f"q.{projector}", f"q.{projector}.admin"]
     return {
+        # services answer requests: they publish to any inbox (reading one is what is guarded)
         "publish": {"allow": [*own, *JS_USE, "_INBOX.>", "cmd.>", "wake.>", "kill.>", f"q.{projector}"]},
         "subscribe": {"allow": subscribe},
     }

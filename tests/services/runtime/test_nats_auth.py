@@ -15,6 +15,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from events.core.client import EventClient, inbox_for
 from events.core.streams import ensure_streams
 from services import up
 from services.runtime import credentials
@@ -72,8 +73,8 @@ async def connect(server: tuple[EmbeddedNats, Path]) -> AsyncIterator:  # type: 
             errors.append(str(exc))
 
         cred = credentials.load(home, name)
-        nc = await nats.connect(credentials.with_user(srv.url, cred), error_cb=cb,
-                                allow_reconnect=False)
+        url = credentials.with_user(srv.url, cred)
+        nc = await nats.connect(url, error_cb=cb, allow_reconnect=False, inbox_prefix=inbox_for(url))
         opened.append(nc)
         return Conn(nc, errors)
 
@@ -147,3 +148,26 @@ async def test_the_admin_may_administer_streams(connect) -> None:  # type: ignor
     assert not await admin.refused("$JS.API.STREAM.INFO.RUNS")
     assert not await admin.refused("q.projector.admin")
     assert await admin.stored("providers.b2.created")
+
+
+async def test_replies_are_private_to_their_user(connect) -> None:  # type: ignore[no-untyped-def]
+    agent, reader, gateway = await connect("agent:architect"), await connect("reader"), await connect("gateway")
+    assert not await agent.refused("_INBOX.agent-architect.abc", subscribe=True)
+    assert not await reader.refused("_INBOX.reader.abc", subscribe=True)
+    assert not await gateway.refused("_INBOX.gateway.abc", subscribe=True)
+    for conn, other in ((agent, "agent-coo"), (agent, "reader"), (agent, "tasks"), (reader, "agent-architect"),
+                        (gateway, "projector")):
+        assert await conn.refused(f"_INBOX.{other}.abc", subscribe=True), other
+    for conn in (agent, reader, gateway):
+        assert await conn.refused("_INBOX.>", subscribe=True)
+        assert await conn.refused("_INBOX.*.*", subscribe=True)
+    assert not await (await connect("admin")).refused("_INBOX.>", subscribe=True)
+
+
+async def test_the_sdk_connects_under_its_own_inbox(server: tuple[EmbeddedNats, Path]) -> None:
+    srv, home = server
+    path = credentials.path_of(home, "agent:architect")
+    async with await EventClient.connect(srv.url, credentials=path) as client:
+        assert client.nc._inbox_prefix == bytearray(b"_INBOX.agent-architect")
+        ack = await client.js.publish("agents.architect.heartbeat", HB)  # the ack comes to that inbox
+        assert ack.seq > 0
