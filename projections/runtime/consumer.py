@@ -197,7 +197,7 @@ class OrderedFeed:
         self.last_seq = sseq
         self.pending = pending
         self.delivered += 1
-        if self.buffer.append((self.stream, msg.subject, msg.data, sseq, ns, hdrs)):
+        if self.buffer.append((self.stream, msg.subject, msg.data, sseq, ns, hdrs), pending == 0):
             await self.buffer.wait_space()
 
     async def _control(self, msg: Msg, hdrs: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ while the previous one commits.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -220,8 +221,10 @@ class Runtime:
         first, last = raw[0][3], raw[-1][3]
         attempt = 0
         while True:
+            started = time.monotonic()
             try:
                 batch = await anyio.to_thread.run_sync(self._commit_sync, raw)
+                self.buffer.linger_s = time.monotonic() - started
             except Exception as exc:
                 attempt += 1
                 self.healthy = False

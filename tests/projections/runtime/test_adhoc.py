@@ -95,8 +95,9 @@ async def test_a_query_is_killed_at_the_timeout_even_while_it_parses(
                     await queries.sql("agents", sql)
                 assert err.value.code in ("timeout", "bad_request"), err.value.message
             tg.cancel_scope.cancel()
-        assert seen and not any(alive(pid) for pid in set(seen))
-        assert host.adhoc.running == set()
+        assert seen and host.adhoc.running == set()
+        # answered first, killed at once, reaped in the background (its idle-class exit may lag)
+        await eventually(lambda: not any(alive(pid) for pid in set(seen)), 10, "the killed workers are gone")
 
 
 async def test_named_queries_answer_while_every_sql_slot_is_busy_and_shutdown_kills_the_workers(
