@@ -228,7 +228,15 @@ class EventClient:
         return client
 
     async def close(self) -> None:
-        await self.nc.drain()
+        """Drain (what was sent gets its acks) when connected; a connection that is reconnecting
+        (the server went away, or closed it: credentials revoked) has nothing to drain: closed."""
+        nc = self.nc
+        if nc.is_closed:
+            return
+        if nc.is_connected:
+            await nc.drain()
+        else:
+            await nc.close()
 
     async def __aenter__(self) -> Self:
         return self

@@ -1,9 +1,13 @@
-"""`agentledger policy` and `agentledger agents add`: who may write what, and an agent's credentials.
+"""`agentledger policy` and `agentledger agents add|revoke|list`: who may write what, and an
+agent's credentials.
 
 `agents add ID` writes `<home>/credentials/agents/ID.json` (0600: the NATS user and password and
 the HTTP token), adds the user to the embedded server's config and asks a running embedded
 nats-server to reload it, so the agent can connect at once. The secret is written to that file
 only, never printed: the agent reads the file (`EventClient.connect(url, credentials=FILE)`).
+Adding an agent that has credentials issues new ones: the old password and token stop working.
+`agents revoke ID` deletes the file and reloads the server the same way: the agent's NATS
+connections are closed and its token is refused from the gateway's next request.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ def add_agent_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
                            "HTTP token", description=__doc__)
     add.add_argument("agent_id", metavar="ID")
     add.set_defaults(run=add_agent)
+    rm = verbs.add_parser("revoke", parents=[common], help="delete an agent's credentials: its NATS "
+                          "user and HTTP token stop working at once", description=__doc__)
+    rm.add_argument("agent_id", metavar="ID")
+    rm.set_defaults(run=revoke_agent)
     ls = verbs.add_parser("list", parents=[common], help="agents that have credentials")
     ls.set_defaults(run=list_agents)
 
@@ -82,6 +90,20 @@ async def add_agent(args: argparse.Namespace, settings: Settings) -> int:
     show.note("embedded nats-server reloaded: the agent can connect now" if reloaded else
               "no embedded nats-server is running: the next `agentledger up` includes the agent; "
               "for your own NATS, regenerate its config with `agentledger policy --nats-config`")
+    return 0
+
+
+async def revoke_agent(args: argparse.Namespace, settings: Settings) -> int:
+    agent_id = check_id(args.agent_id, "agent_id")
+    if not credentials.revoke(settings.home_path, f"{AGENT}:{agent_id}"):
+        show.fail(f"agent {agent_id} has no credentials in {settings.home_path} (see `agentledger agents list`)")
+        return 2
+    reloaded = _reload_embedded(settings)
+    show.note(f"agent {agent_id}: credentials deleted; its HTTP token is refused from now on")
+    show.note("embedded nats-server reloaded: the agent's connections are closed" if reloaded else
+              "no embedded nats-server is running: the next `agentledger up` leaves the agent out; "
+              "for your own NATS, regenerate its config with `agentledger policy --nats-config` "
+              "and reload it")
     return 0
 
 

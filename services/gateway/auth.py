@@ -23,15 +23,15 @@ from aiohttp import web
 
 from events.core.policy import ADMIN, AGENT, Principal
 from services.gateway.errors import HttpError
-from services.gateway.keys import PRINCIPAL, SETTINGS, TOKEN_SECRET
+from services.gateway.keys import PRINCIPAL, SETTINGS, TOKEN_BOOK, TOKEN_SECRET
 from services.runtime import credentials
 from services.settings import Settings, SettingsError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READ_POSTS = frozenset({"/api/sql"})
 GUARDED = ("/api/", "/calendar/", "/monitor/")  # the seed's calendar backend API writes events too
-ADMIN_WRITES = ("/api/calendar/slots",)
-ALERTMANAGER = "/api/alertmanager"  # its own token (alertmanager_token), as Alertmanager sends it  # the schedule itself: operators only
+ADMIN_WRITES = ("/api/calendar/slots",)  # the schedule itself: operators only
+ALERTMANAGER = "/api/alertmanager"  # its own token (alertmanager_token), as Alertmanager sends it
 WRITERS = frozenset({ADMIN, AGENT})
 
 
@@ -64,7 +64,10 @@ def principal_of(request: web.Request) -> Principal | None:
     if settings.admin_token and settings.admin_token_ok(token):
         return Principal(ADMIN)
     secret = request.app.get(TOKEN_SECRET)
-    return credentials.verify(secret, token) if secret else None
+    who = credentials.verify(secret, token) if secret else None
+    if who is None or not request.app[TOKEN_BOOK].current(who, token):  # revoked or issued again
+        return None
+    return who
 
 
 def caller(request: web.Request) -> Principal | None:
@@ -119,4 +122,5 @@ async def token_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     settings = app[SETTINGS]
     if (credentials.folder(settings.home_path) / "token.secret").exists():
         app[TOKEN_SECRET] = credentials.token_secret(settings.home_path)
+        app[TOKEN_BOOK] = credentials.TokenBook(settings.home_path)
     yield

@@ -10,6 +10,7 @@ from events.core.keyring import Keyring
 from events.core.policy import Principal
 from projections.runtime.protocol import QueryClient
 from services.gateway.proxy.providers import ProxyContext
+from services.runtime.credentials import TokenBook
 from services.runtime.telemetry import Telemetry
 from services.scheduler.history import CalendarLog
 from services.settings import Settings
@@ -22,5 +23,6 @@ TELEMETRY = web.AppKey("telemetry", Telemetry)
 KEYRING = web.AppKey("keyring", Keyring)  # absent when no keyring is configured
 PROXY = web.AppKey("proxy", ProxyContext)  # providers fold, upstream session, usage spool
 TOKEN_SECRET = web.AppKey("token_secret", bytes)  # absent when the home has no credentials
+TOKEN_BOOK = web.AppKey("token_book", TokenBook)  # which signed tokens are still current
 PRINCIPAL = web.RequestKey("principal", Principal | None)  # set by services.gateway.auth
 CALENDAR = web.AppKey("calendar", CalendarLog)  # the CALENDAR stream folded, for the calendar API

@@ -3,9 +3,12 @@
 `<home>/credentials/` (0700) holds one JSON file per principal (0600): the admin, one per
 service, a reader for analysts, and `agents/<id>.json` per agent. A file carries the NATS user and
 password (the server config keeps only their bcrypt hash) and, for agents and readers, the HTTP
-token. Tokens are `agl_<kind>_<id>.<signature>`: an HMAC of the principal under the gateway's
-token secret (`token.secret`), so any gateway replica holding the secret verifies them without a
-lookup; rotating the secret revokes every token at once.
+token. Tokens are `agl_<kind>_<id>.<nonce>.<signature>`: an HMAC of the principal and a random
+nonce under the gateway's token secret (`token.secret`), so a forged token is refused without
+reading any file. A token is also checked against the principal's file (`TokenBook`): deleting it
+(`agentledger agents revoke ID`) or issuing again (`agents add ID`, a new nonce) revokes that one
+token, and rotating the secret revokes every token at once. Tokens issued before the nonce
+(`agl_<kind>_<id>.<signature>`) keep working until their file is issued again.
 
 Processes find their own file by name (`url_for(settings, "projector")`); nothing needs a flag.
 A home without credentials (an external NATS the operator secures, or the test suite's accounts)
@@ -32,7 +35,7 @@ from services.runtime.files import write_atomic
 
 FIXED = (ADMIN, READER, *SERVICES)
 BCRYPT_COST = 11  # what nats-server's own `nats server passwd` uses
-_TOKEN = re.compile(r"agl_(agent|reader|admin)_([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{43})")
+_TOKEN = re.compile(r"agl_(agent|reader|admin)_([A-Za-z0-9_-]{1,128})\.(?:([A-Za-z0-9_-]{22})\.)?[A-Za-z0-9_-]{43}")
 
 
 class CredentialsError(Exception):
@@ -85,9 +88,11 @@ def token_secret(home: Path) -> bytes:
     return base64.urlsafe_b64decode(path.read_bytes().strip())
 
 
-def sign(secret: bytes, kind: str, ident: str) -> str:
-    mac = hmac.new(secret, f"{kind}:{ident}".encode(), hashlib.sha256).digest()
-    return f"agl_{kind}_{ident}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+def sign(secret: bytes, kind: str, ident: str, nonce: str = "") -> str:
+    message = f"{kind}:{ident}:{nonce}" if nonce else f"{kind}:{ident}"
+    mac = hmac.new(secret, message.encode(), hashlib.sha256).digest()
+    middle = f"{nonce}." if nonce else ""
+    return f"agl_{kind}_{ident}.{middle}{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
 
 
 def verify(secret: bytes, token: str) -> Principal | None:
@@ -95,8 +100,8 @@ def verify(secret: bytes, token: str) -> Principal | None:
     m = _TOKEN.fullmatch(token)
     if m is None:
         return None
-    kind, ident = m.group(1), m.group(2)
-    if not hmac.compare_digest(sign(secret, kind, ident).encode(), token.encode()):
+    kind, ident, nonce = m.group(1), m.group(2), m.group(3) or ""
+    if not hmac.compare_digest(sign(secret, kind, ident, nonce).encode(), token.encode()):
         return None
     return Principal(kind, ident)
 
@@ -106,7 +111,8 @@ def issue(home: Path, name: str) -> Credential:
     secure_home(home)
     kind, _, ident = name.partition(":")
     user = Principal(kind, ident).nats_user
-    token = sign(token_secret(home), kind, ident or kind) if kind in (AGENT, READER) else None
+    nonce = secrets.token_urlsafe(16)  # 22 characters: a token of its own, revocable alone
+    token = sign(token_secret(home), kind, ident or kind, nonce) if kind in (AGENT, READER) else None
     password = secrets.token_urlsafe(24)
     cred = Credential(
         kind=kind, id=ident, user=user, password=password, password_hash=bcrypt_hash(password),
@@ -158,3 +164,46 @@ def with_user(url: str, cred: Credential | None) -> str:
         netloc = f"{quote(cred.user, safe='')}:{quote(cred.password, safe='')}@{parts.netloc}"
         out.append(urlunsplit(parts._replace(netloc=netloc)))
     return ",".join(out)
+
+
+def name_of(principal: Principal) -> str:
+    """The credentials name of a principal (`agent:<id>`, `reader`, ...), as `path_of` takes it."""
+    return f"{AGENT}:{principal.id}" if principal.kind == AGENT else principal.kind
+
+
+def revoke(home: Path, name: str) -> bool:
+    """Delete the credential `name`: its NATS user leaves the next server config, its token stops
+    at the gateway's next request. False when there was none."""
+    try:
+        path_of(home, name).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class TokenBook:
+    """The tokens the credentials files hold now, for the gateway: a correctly signed token whose
+    file is gone (revoked) or holds another token (issued again) is refused. A file is read again
+    only when it changed (stat per request)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._seen: dict[Path, tuple[tuple[int, int, int], str | None]] = {}
+
+    def current(self, principal: Principal, token: str) -> bool:
+        path = path_of(self.home, name_of(principal))
+        try:
+            st = path.stat()
+        except OSError:
+            self._seen.pop(path, None)
+            return False
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        seen = self._seen.get(path)
+        if seen is None or seen[0] != key:
+            try:
+                cred = load(self.home, name_of(principal))
+            except CredentialsError:
+                return False
+            seen = (key, cred.token if cred else None)
+            self._seen[path] = seen
+        return seen[1] is not None and hmac.compare_digest(seen[1].encode(), token.encode())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -192,6 +193,23 @@ async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(
             )
             with pytest.raises(Forbidden, match="permissions violation"):  # another agent's facts
                 await client.publish("coo", AgentHeartbeat(status="busy"))
+            token = json.loads(creds.read_text())["token"]
+            kept = tmp_path / "revoked.json"  # the agent's copy outlives the revocation
+            kept.write_bytes(creds.read_bytes())
+            revoked = await run("agents", "revoke", "architect", "--home", str(home), env=env, cwd=tmp_path)
+            assert revoked.code == 0 and "connections are closed" in revoked.err, revoked.err
+            await eventually(lambda: not client.nc.is_connected, 10, "the server closed the revoked agent's connection")
+        with pytest.raises(Unavailable):
+            await EventClient.connect(url, credentials=kept, max_reconnect_attempts=0,
+                                      allow_reconnect=False)
+        hb = {"subject": "agents.architect.heartbeat", "data": {"status": "busy"}}
+        async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{http_port}/api/events", headers={"Authorization": f"Bearer {token}"}, json=hb,
+        ) as r:
+            assert r.status == 401
+        assert (await run("agents", "add", "architect", "--home", str(home), env=env, cwd=tmp_path)).code == 0
+        async with await EventClient.connect(url, credentials=creds) as client:  # issued again: in again
+            await client.publish("architect", AgentHeartbeat(status="busy", current_task="TC-FLOW-001", round=3))
 
         snapshot = home / "projections" / "agents.snapshot.duckdb"
 

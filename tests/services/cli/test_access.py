@@ -1,4 +1,4 @@
-"""`agentledger policy` and `agentledger agents add|list` as a person runs them."""
+"""`agentledger policy` and `agentledger agents add|revoke|list` as a person runs them."""
 
 from __future__ import annotations
 
@@ -41,3 +41,16 @@ async def test_the_nats_config_fragment_has_users_and_no_plain_passwords(tmp_pat
     assert r.out.startswith("authorization {")
     admin = json.loads((home / "credentials" / "admin.json").read_text())
     assert admin["password"] not in r.out and '"$2b$' in r.out
+
+
+async def test_revoking_an_agent_deletes_its_credentials_and_an_unknown_one_is_wrong_input(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert (await run("agents", "add", "architect", "--home", str(home), env=clean_env(), cwd=tmp_path)).code == 0
+    r = await run("agents", "revoke", "architect", "--home", str(home), env=clean_env(), cwd=tmp_path)
+    assert r.code == 0, r.err
+    assert "credentials deleted" in r.err and "next `agentledger up` leaves the agent out" in r.err
+    assert not (home / "credentials" / "agents" / "architect.json").exists()
+    r = await run("policy", "--nats-config", "--home", str(home), env=clean_env(), cwd=tmp_path)
+    assert "agent-architect" not in r.out
+    r = await run("agents", "revoke", "architect", "--home", str(home), env=clean_env(), cwd=tmp_path)
+    assert r.code == 2 and "agent architect has no credentials" in r.err

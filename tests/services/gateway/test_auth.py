@@ -146,3 +146,22 @@ async def test_the_calendar_backend_routes_follow_the_same_rules(http: Client, h
     assert (await http.post("/calendar/agent/status", json={"agent_id": "coo", "status": "busy"})).status == 401
     r = await http.post("/api/calendar/slots", json={"agent_id": "architect", "scheduled_at": "09:00"}, headers=me)
     assert r.status == 403 and "admin only" in (await r.json())["error"]["message"]
+
+
+async def test_a_revoked_agent_token_is_refused_at_the_next_request(http: Client, home: Path) -> None:
+    me = bearer(home, "agent:architect")
+    assert (await http.post("/api/events", json=hb("architect"), headers=me)).status == 200
+    assert credentials.revoke(home, "agent:architect")
+    r = await http.post("/api/events", json=hb("architect"), headers=me)
+    assert r.status == 401 and "not valid" in (await r.json())["error"]["message"]
+
+
+async def test_issuing_again_revokes_the_old_token_only(http: Client, home: Path) -> None:
+    old = bearer(home, "agent:architect")
+    reader = bearer(home, "reader")
+    credentials.issue(home, "agent:architect")
+    new = bearer(home, "agent:architect")
+    assert new != old
+    assert (await http.post("/api/events", json=hb("architect"), headers=old)).status == 401
+    assert (await http.post("/api/events", json=hb("architect"), headers=new)).status == 200
+    assert (await http.get("/api/agents", headers=reader)).status != 401  # the others keep theirs
