@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Self
-from urllib.parse import unquote, urlsplit
 
 import msgspec
 import nats
@@ -27,6 +26,7 @@ from opentelemetry import propagate, trace
 
 from events.core import codec
 from events.core.errors import Conflict, EventError, Forbidden, Unavailable, ValidationError
+from events.core.inbox import inbox_for
 from events.core.registry import Event
 from events.core.subjects import aggregate_filter, build
 
@@ -41,7 +41,6 @@ H_CAUSATION = "Agl-Causation"
 H_ACTOR = "Agl-Actor"
 _WRONG_LAST = re.compile(r"wrong last sequence: (\d+)")
 _CONFLICT_CODES = {10071}
-DEFAULT_INBOX = "_INBOX"
 _VIOLATION = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 
 
@@ -159,21 +158,6 @@ def login(credentials: str | Path) -> dict[str, str]:
         raise Unavailable(f"cannot read credentials {path}: {exc}") from None
 
 
-def inbox_prefix(user: str | None) -> str:
-    """Where replies to `user` arrive: `_INBOX.<user>`, nats-py's `_INBOX` for no user. The
-    server config agentledger generates lets each user subscribe under its own prefix only, so no
-    client reads the replies meant for another (JetStream acks, query answers, command results)."""
-    return f"{DEFAULT_INBOX}.{user}" if user else DEFAULT_INBOX
-
-
-def inbox_for(servers: str | Sequence[str], user: str | None = None) -> str:
-    """The inbox prefix for a connection as `user`, or as the user a server URL carries."""
-    if user is None:
-        first = (servers.split(",") if isinstance(servers, str) else list(servers) or [""])[0].strip()
-        user = urlsplit(first if "://" in first else f"nats://{first}").username
-    return inbox_prefix(unquote(user) if user else None)
-
-
 def _redact(servers: str | list[str]) -> str:
     """Server URLs without user:password, fit for an error message."""
     urls = servers.split(",") if isinstance(servers, str) else servers
@@ -207,7 +191,7 @@ class EventClient:
         timeout = kwargs.pop("timeout", 5.0)
         if credentials is not None:
             kwargs.update(login(credentials))
-        kwargs.setdefault("inbox_prefix", inbox_for(servers, kwargs.get("user")))
+        kwargs.setdefault("inbox_prefix", inbox_for(servers, kwargs.get("user")))  # replies are private
         denied: set[str] = set()
         user_cb = kwargs.pop("error_cb", None)
 

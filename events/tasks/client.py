@@ -24,8 +24,9 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from events.core.client import _redact, inbox_for, login
+from events.core.client import _redact, login
 from events.core.errors import Conflict, EventError, Forbidden, Unavailable, ValidationError
+from events.core.inbox import inbox_for
 from events.core.subjects import query as query_subject
 from events.tasks.commands import written_position
 

@@ -13,7 +13,8 @@ import anyio
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from events.core.client import EventClient, inbox_for
+from events.core.client import EventClient
+from events.core.inbox import inbox_for
 from projections.runtime.protocol import QueryClient
 from services.gateway import (
     admin,

@@ -23,7 +23,7 @@ import nats
 from anyio.abc import TaskStatus
 from nats.aio.client import Client as NATS
 
-from events.core.client import inbox_for
+from events.core.inbox import inbox_for
 from events.core.streams import ensure_streams
 from projections import catalog
 from projections.runtime.loop import ProjectionFailed

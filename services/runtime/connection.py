@@ -12,8 +12,8 @@ import logging
 import nats
 from nats.aio.client import Client as NATS
 
-from events.core.client import inbox_for
 from events.core.errors import Unavailable
+from events.core.inbox import inbox_for
 from events.core.streams import ensure_streams
 from services.settings import Settings
 

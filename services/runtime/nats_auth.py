@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Mapping
 
 import events.catalog  # noqa: F401  (registers every domain's events and their writers)
-from events.core.client import inbox_prefix
+from events.core.inbox import inbox_prefix
 from events.core.policy import ADMIN, AGENT, AGENT_SELF, READER, SERVICES, Principal, Rule
 from events.core.policy import publish_subjects as event_subjects
 from events.core.registry import rules as event_rules

@@ -11,7 +11,6 @@ from events.core.client import (
     Outgoing,
     PublishError,
     Refused,
-    inbox_for,
     prepare,
     prepare_json,
 )
@@ -165,15 +164,3 @@ async def test_the_sdk_refuses_what_every_reader_would_reject_and_publishes_noth
         await client.append("a1", [event], expected_seq=0)
     assert (await client.js.stream_info("AGENTS")).state.messages == 0
 
-
-@pytest.mark.parametrize("servers, user, prefix", [
-    ("nats://agent-architect:pw@127.0.0.1:4222", None, "_INBOX.agent-architect"),
-    ("nats://tasks:p%40ss@a:4222,nats://tasks:p%40ss@b:4222", None, "_INBOX.tasks"),
-    (["nats://reader:pw@127.0.0.1:4222"], None, "_INBOX.reader"),
-    ("nats://127.0.0.1:4222", "agent-coo", "_INBOX.agent-coo"),
-    ("nats://127.0.0.1:4222", None, "_INBOX"),
-    ("127.0.0.1:4222", None, "_INBOX"),
-])
-def test_replies_come_under_the_inbox_of_the_connecting_user(servers: str | list[str], user: str | None,
-                                                             prefix: str) -> None:
-    assert inbox_for(servers, user) == prefix

@@ -15,7 +15,8 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from events.core.client import EventClient, inbox_for
+from events.core.client import EventClient
+from events.core.inbox import inbox_for
 from events.core.streams import ensure_streams
 from services import up
 from services.runtime import credentials
