@@ -4,12 +4,15 @@ Commands carry the decision's key as their causation (`Agl-Causation`), so a tas
 names the decision that released or blocked it. An action the tasks service refuses because it
 was already done (the task is no longer claimed, the FIX task exists) counts as done: after a
 crash between acting and recording, the next pass acts again and is refused, then records.
-Notices (dependency waits, round warnings, backlog) are the recorded event itself until the
-notifier delivers them.
+A decision that names whom to tell (`notify`: the COO and the task's creator on a timeout or a
+round pause, the dependency's assignee on a long wait; the seed's 通知) sends each of them a mail
+from `watchdog`, whose id is derived from the decision's key and the recipient, so a pass repeated
+after a crash sends none twice. Other notices (round warnings, backlog) are the recorded event.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -23,6 +26,7 @@ from events.tasks.client import NotFound, TaskClient
 from events.watchdog import (
     AnalystWoken,
     Decision,
+    DependencyWaited,
     HeartbeatScheduled,
     RoundPaused,
     Stuck,
@@ -68,6 +72,8 @@ class Actions:
                 )
             case RoundPaused():
                 await self._command("block", ev.task_id, d.key, reason="max_rounds", by=ACTOR)
+            case DependencyWaited():
+                pass  # a notice: only the mail below
             case HeartbeatScheduled(outcome="woken"):
                 await self._wake(agent, d.key, ev.task_id, f"scheduled heartbeat ({ev.cause})")
             case AnalystWoken():
@@ -75,6 +81,19 @@ class Actions:
                                  f"root-cause analysis of {ev.task_id}: read runs {', '.join(ev.run_ids)}")
             case _:
                 pass  # a notice: the recorded event is the action
+        await self._notify(d, getattr(ev, "notify", None) or [])
+
+    async def _notify(self, d: Decision, recipients: list[str]) -> None:
+        ev = d.event
+        about = f"task {ev.task_id}" if ev.task_id else f"agent {d.agent_id}"
+        for to in dict.fromkeys(recipients):
+            message_id = "watchdog-" + hashlib.sha256(f"{d.key}\0{to}".encode()).hexdigest()[:40]
+            try:
+                await self.tasks.send_mail(message_id, from_agent=ACTOR, to=to, performative="inform",
+                                           subject=f"watchdog: {ev.name.replace('_', ' ')}, {about}"[:500],
+                                           body=ev.cause)
+            except (Conflict, NotFound, ValidationError) as exc:  # sent before: Unavailable is retried
+                log.info("watchdog %s: mail to %s refused, taken as sent: %s", d.key, to, exc)
 
     async def _wake(self, agent: str, key: str, task_id: str | None, message: str) -> None:
         body = {"agent_id": agent, "task_id": task_id, "message": message, "reason": key}

@@ -9,10 +9,12 @@ import msgspec
 from events.agents import AgentHeartbeat, AgentRegistered
 from events.core.client import EventClient
 from events.tasks.client import TaskClient
+from events.watchdog import Decision
 from projections.runtime.protocol import QueryClient
 from services.projector.service import ProjectorHost
 from services.settings import Settings
 from services.watchdog import Watchdog
+from services.watchdog.actions import Actions
 from tests.hosting import in_task, running
 from tests.polling import eventually
 from tests.services.watchdog.streams import decisions, events_of
@@ -44,6 +46,11 @@ async def test_a_silent_agent_goes_through_the_ladder_once_and_its_task_is_relea
     assert len(woken) == 1 and woken[0].task_id == "T1"
     step = (await events_of(nc, "watchdog"))[1]
     assert (step.step, step.action, step.notify) == (1, "release", ["coo", "pm"])
+    mails = [m for m in await events_of(nc, "mail") if m.name == "sent"]
+    assert sorted((m.from_agent, m.to) for m in mails) == [("watchdog", "coo"), ("watchdog", "pm")]
+    assert all("timed out, task T1" in m.subject and m.body == step.cause for m in mails)
+    await Actions(nc, client, 5.0).apply(Decision("architect", step))  # a pass repeated after a crash
+    assert len([m for m in await events_of(nc, "mail") if m.name == "sent"]) == 2  # sends none twice
     async with running(ProjectorHost(settings, client.nc, ["watchdog"])):
         queries = QueryClient(nc, settings.projector_name, timeout=5)
 
