@@ -11,7 +11,9 @@ The outcome of an attempt is recorded with a deterministic Nats-Msg-Id
 (`<event>:<report>:<target>:<attempt>`), retried until JetStream acks it; the worker does not move
 on before. A crash between the platform's answer and that ack loses the outcome, and the report
 is sent again after the restart (the README says so; webhooks carry an Idempotency-Key for it).
-One notifier per stream set: two would each send the head of the same queue.
+Two notifiers would each send the head of the same queue, so a notifier works only while it holds
+the lease `notifier` (`services.runtime.lease`): a second one waits as a standby and takes over
+when the first stops (at once) or dies (when its lease expires).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from services import targets as target_commands
 from services.notifier.fold import Fold
 from services.notifier.kinds import KINDS, Message, Outcome, Target
 from services.runtime.connection import close_quietly
+from services.runtime.lease import Lease
 from services.settings import Settings
 from services.targets import KeyringMissing
 
@@ -235,7 +238,10 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
         await ensure_streams(nc.jetstream(), **settings.stream_options())
         notifier = Notifier(nc, keyring=keyring, policy=settings.report_policy(),
                             timeout_s=settings.report_timeout_s, fold_nc=fold_nc)
-        await notifier.run(task_status=task_status)
+        async with anyio.create_task_group() as tg:
+            await tg.start(Lease(nc.jetstream(timeout=settings.request_timeout_s), "notifier").hold)
+            await notifier.run(task_status=task_status)
+            tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await close_quietly(fold_nc)

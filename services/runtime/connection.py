@@ -60,10 +60,15 @@ async def connect_once(
 
 
 async def ensure_streams_at(nc: NATS, settings: Settings) -> dict[str, str]:
-    """Create or update every domain stream with the configured options."""
+    """Create or update every domain stream with the configured options, and the leases bucket."""
+    from services.runtime.lease import BUCKET, ensure_bucket
+
     js = nc.jetstream(timeout=settings.request_timeout_s)
     try:
-        return await ensure_streams(js, **settings.stream_options())
+        out = await ensure_streams(js, **settings.stream_options())
+        await ensure_bucket(js, replicas=settings.replicas)
+        out[f"KV_{BUCKET}"] = "ensured"
+        return out
     except Exception as exc:
         reason = getattr(exc, "description", None) or str(exc) or type(exc).__name__
         raise Unavailable(f"cannot create or update the streams: {reason}") from exc

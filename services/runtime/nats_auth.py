@@ -24,6 +24,7 @@ from events.core.policy import ADMIN, AGENT, AGENT_SELF, READER, SERVICES, Princ
 from events.core.policy import publish_subjects as event_subjects
 from events.core.registry import rules as event_rules
 from services.runtime.credentials import Credential, bcrypt_hash
+from services.runtime.lease import BUCKET as LEASE_BUCKET
 
 # JetStream use without administration: publish acks, consumers (ordered ones included), reads
 JS_USE = (
@@ -36,6 +37,7 @@ SERVICE_SUBSCRIBE: Mapping[str, tuple[str, ...]] = {
     "dispatcher": ("kill.*",),  # the watchdog's kill requests for processes the dispatcher runs
 }
 HTTP_CALLERS = frozenset({ADMIN, AGENT, AGENT_SELF, "gateway"})
+LEASED = frozenset({"notifier"})  # services that run only while they hold their lease
 
 
 def permissions(
@@ -63,6 +65,8 @@ def permissions(
         own = sorted({r.pattern for r in table if r.writers & HTTP_CALLERS})
     else:
         own = event_subjects(principal, table)
+    if kind in LEASED:  # its own lease key, no other (services.runtime.lease)
+        own = [*own, f"$KV.{LEASE_BUCKET}.{kind}"]
     subscribe = [inbox, *SERVICE_SUBSCRIBE.get(kind, ())]
     if kind == "projector":
         subscribe += [f"q.{projector}", f"q.{projector}.admin"]

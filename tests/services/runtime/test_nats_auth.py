@@ -20,6 +20,7 @@ from events.core.inbox import inbox_for
 from events.core.streams import ensure_streams
 from services import up
 from services.runtime import credentials
+from services.runtime.lease import ensure_bucket
 from services.runtime.natsd import EmbeddedNats, free_port
 from services.settings import Settings
 
@@ -81,6 +82,7 @@ async def connect(server: tuple[EmbeddedNats, Path]) -> AsyncIterator:  # type: 
 
     admin = await as_("admin")
     await ensure_streams(admin.nc.jetstream())
+    await ensure_bucket(admin.nc.jetstream())
     yield as_
     for nc in opened:
         await nc.close()
@@ -172,3 +174,11 @@ async def test_the_sdk_connects_under_its_own_inbox(server: tuple[EmbeddedNats, 
         assert client.nc._inbox_prefix == bytearray(b"_INBOX.agent-architect")
         ack = await client.js.publish("agents.architect.heartbeat", HB)  # the ack comes to that inbox
         assert ack.seq > 0
+
+
+async def test_only_the_notifier_writes_its_lease(connect) -> None:  # type: ignore[no-untyped-def]
+    notifier, agent, gateway = await connect("notifier"), await connect("agent:architect"), await connect("gateway")
+    assert await notifier.stored("$KV.agentledger_leases.notifier")
+    assert await notifier.refused("$KV.agentledger_leases.scheduler")
+    for conn in (agent, gateway):
+        assert await conn.refused("$KV.agentledger_leases.notifier")
