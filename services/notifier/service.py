@@ -39,7 +39,7 @@ from services import targets as target_commands
 from services.notifier.fold import Fold
 from services.notifier.kinds import KINDS, Message, Outcome, Target
 from services.runtime.connection import close_quietly
-from services.runtime.lease import Lease
+from services.runtime.lease import while_held
 from services.settings import Settings
 from services.targets import KeyringMissing
 
@@ -238,10 +238,8 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
         await ensure_streams(nc.jetstream(), **settings.stream_options())
         notifier = Notifier(nc, keyring=keyring, policy=settings.report_policy(),
                             timeout_s=settings.report_timeout_s, fold_nc=fold_nc)
-        async with anyio.create_task_group() as tg:
-            await tg.start(Lease(nc.jetstream(timeout=settings.request_timeout_s), "notifier").hold)
-            await notifier.run(task_status=task_status)
-            tg.cancel_scope.cancel()
+        await while_held(nc.jetstream(timeout=settings.request_timeout_s), "notifier", notifier.run,
+                         task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
             await close_quietly(fold_nc)

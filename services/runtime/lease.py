@@ -1,5 +1,6 @@
-"""One holder at a time for a service that must not run twice (the notifier: two would each send
-the head of the same queue), across processes and hosts, on a JetStream key-value bucket.
+"""One holder at a time for a service that must not run twice, across processes and hosts, on a
+JetStream key-value bucket: the notifier (two would each send the head of the same queue), the
+watchdog and the scheduler (two would each wake the same agent).
 
 The lease is the key `<service>` in the bucket `agentledger_leases`, whose entries expire
 `LEASE_TTL_S` after their last write. The holder writes it with `create` (only if absent) and
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 
 import anyio
 import msgspec
@@ -145,3 +147,12 @@ def _holder(data: bytes | None) -> Holder | None:
         return msgspec.json.decode(data or b"", type=Holder)
     except msgspec.DecodeError:
         return None
+
+
+async def while_held(js: JetStreamContext, name: str, work: Callable[..., Awaitable[None]], *,
+                     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """`await work(task_status=...)` once the lease `name` is ours, and only while it is."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(Lease(js, name).hold)
+        await work(task_status=task_status)
+        tg.cancel_scope.cancel()

@@ -37,7 +37,7 @@ SERVICE_SUBSCRIBE: Mapping[str, tuple[str, ...]] = {
     "dispatcher": ("kill.*",),  # the watchdog's kill requests for processes the dispatcher runs
 }
 HTTP_CALLERS = frozenset({ADMIN, AGENT, AGENT_SELF, "gateway"})
-LEASED = frozenset({"notifier"})  # services that run only while they hold their lease
+LEASED = frozenset({"notifier", "watchdog", "scheduler"})  # they work only while they hold their lease
 
 
 def permissions(

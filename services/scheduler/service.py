@@ -206,11 +206,13 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
     """Connect and schedule until cancelled."""
     from events.core.streams import ensure_streams
     from services.projector.service import connect
+    from services.runtime.lease import while_held
 
     nc = await connect(settings, "agentledger-scheduler")
     try:
         await ensure_streams(nc.jetstream(), **settings.stream_options())
-        await Scheduler(settings, nc).run(task_status=task_status)
+        await while_held(nc.jetstream(timeout=settings.request_timeout_s), "scheduler",
+                         Scheduler(settings, nc).run, task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
             await close_quietly(nc)

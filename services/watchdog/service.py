@@ -73,11 +73,13 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
     """Connect as `tasks.serve` does, make sure the streams exist, watch until cancelled."""
     from events.core.streams import ensure_streams
     from services.projector.service import connect
+    from services.runtime.lease import while_held
 
     nc = await connect(settings, "agentledger-watchdog")
     try:
         await ensure_streams(nc.jetstream(), **settings.stream_options())
-        await Watchdog(settings, nc).run(task_status=task_status)
+        await while_held(nc.jetstream(timeout=settings.request_timeout_s), "watchdog",
+                         Watchdog(settings, nc).run, task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
             await close_quietly(nc)

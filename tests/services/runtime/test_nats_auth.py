@@ -176,9 +176,10 @@ async def test_the_sdk_connects_under_its_own_inbox(server: tuple[EmbeddedNats, 
         assert ack.seq > 0
 
 
-async def test_only_the_notifier_writes_its_lease(connect) -> None:  # type: ignore[no-untyped-def]
-    notifier, agent, gateway = await connect("notifier"), await connect("agent:architect"), await connect("gateway")
-    assert await notifier.stored("$KV.agentledger_leases.notifier")
-    assert await notifier.refused("$KV.agentledger_leases.scheduler")
-    for conn in (agent, gateway):
+async def test_each_singleton_writes_its_own_lease_only(connect) -> None:  # type: ignore[no-untyped-def]
+    for name, other in (("notifier", "scheduler"), ("watchdog", "notifier"), ("scheduler", "watchdog")):
+        conn = await connect(name)
+        assert await conn.stored(f"$KV.agentledger_leases.{name}")
+        assert await conn.refused(f"$KV.agentledger_leases.{other}")
+    for conn in (await connect("agent:architect"), await connect("gateway"), await connect("tasks")):
         assert await conn.refused("$KV.agentledger_leases.notifier")
