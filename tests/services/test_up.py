@@ -210,6 +210,11 @@ async def test_agentledger_up_as_a_process_serves_snapshots_and_stops_on_sigint(
         assert (await run("agents", "add", "architect", "--home", str(home), env=env, cwd=tmp_path)).code == 0
         async with await EventClient.connect(url, credentials=creds) as client:  # issued again: in again
             await client.publish("architect", AgentHeartbeat(status="busy", current_task="TC-FLOW-001", round=3))
+        as_reader = {**env, "AGENTLEDGER_IDENTITY": "reader"}  # its answers come to _INBOX.reader only
+        asked = await run("sql", "SELECT count(*) AS n FROM agents", "--json", "--home", str(home),
+                          "--nats-url", url, env=as_reader, cwd=tmp_path)
+        assert asked.code == 0, asked.err
+        assert json.loads(asked.out)[0]["n"] >= 0
 
         snapshot = home / "projections" / "agents.snapshot.duckdb"
 
