@@ -1,6 +1,6 @@
 """One holder at a time for a service that must not run twice, across processes and hosts, on a
 JetStream key-value bucket: the notifier (two would each send the head of the same queue), the
-watchdog and the scheduler (two would each wake the same agent).
+watchdog and each claw's scheduler (two would each wake the same agent).
 
 The lease is the key `<service>` in the bucket `agentledger_leases`, whose entries expire
 `LEASE_TTL_S` after their last write. The holder writes it with `create` (only if absent) and

@@ -65,8 +65,8 @@ def permissions(
         own = sorted({r.pattern for r in table if r.writers & HTTP_CALLERS})
     else:
         own = event_subjects(principal, table)
-    if kind in LEASED:  # its own lease key, no other (services.runtime.lease)
-        own = [*own, f"$KV.{LEASE_BUCKET}.{kind}"]
+    if kind in LEASED:  # its own lease keys, no other (services.runtime.lease): `scheduler.<claw>`
+        own = [*own, f"$KV.{LEASE_BUCKET}.{kind}", f"$KV.{LEASE_BUCKET}.{kind}.>"]
     subscribe = [inbox, *SERVICE_SUBSCRIBE.get(kind, ())]
     if kind == "projector":
         subscribe += [f"q.{projector}", f"q.{projector}.admin"]

@@ -211,7 +211,8 @@ async def serve(settings: Settings, *, task_status: TaskStatus[None] = anyio.TAS
     nc = await connect(settings, "agentledger-scheduler")
     try:
         await ensure_streams(nc.jetstream(), **settings.stream_options())
-        await while_held(nc.jetstream(timeout=settings.request_timeout_s), "scheduler",
+        # one scheduler per claw: each claw's calendar has a lease of its own
+        await while_held(nc.jetstream(timeout=settings.request_timeout_s), f"scheduler.{settings.claw_identifier}",
                          Scheduler(settings, nc).run, task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):

@@ -181,5 +181,7 @@ async def test_each_singleton_writes_its_own_lease_only(connect) -> None:  # typ
         conn = await connect(name)
         assert await conn.stored(f"$KV.agentledger_leases.{name}")
         assert await conn.refused(f"$KV.agentledger_leases.{other}")
+        assert await conn.refused(f"$KV.agentledger_leases.{other}.x")
+    assert await (await connect("scheduler")).stored("$KV.agentledger_leases.scheduler.claw-1")  # one per claw
     for conn in (await connect("agent:architect"), await connect("gateway"), await connect("tasks")):
         assert await conn.refused("$KV.agentledger_leases.notifier")
