@@ -50,6 +50,10 @@ def _ref(name: str) -> Schema:
     return {"$ref": REF.format(name=name)}
 
 
+def _object(properties: dict[str, Schema]) -> Schema:
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
 def _param(name: str, where: str, schema: Schema, required: bool = False) -> Schema:
     return {"name": name, "in": where, "required": required or where == "path", "schema": schema}
 
@@ -158,6 +162,13 @@ def document() -> Schema:
         },
         "/api/reports/{id}": {"get": _op("a report, its deliveries and attempts", params=[task_id, after],
                                          errors=(404, 422, 503, 504))},
+        "/api/reports/{id}/retry": {"post": _op(
+            "admin: try the report again now (reopens an abandoned delivery)", body=_object(
+                {"target": ID}), params=[task_id], errors=write_errors)},
+        "/api/reports/{id}/abandon": {"post": _op(
+            "admin: stop delivering the report", body=_object(
+                {"target": ID, "reason": {"type": "string", "maxLength": 2000}}), params=[task_id],
+            errors=write_errors)},
         "/api/runs": {"get": _op("run logs, newest first", params=[
             _param("task", "query", ID), agent,
             _param("status", "query", {"type": "string", "maxLength": 64}),

@@ -1,4 +1,6 @@
-"""Reports over HTTP: file one (`POST /api/reports`), read them from the `reports` projection.
+"""Reports over HTTP: file one (`POST /api/reports`), read them from the `reports` projection, and
+the operator's retry and abandon (`POST /api/reports/{id}/retry|abandon`, the admin only, as the
+write policy says), which decide on the report's state from its stream like the CLI does.
 
 Filing goes through the SDK's `ReportClient` (validation, default targets, the id, OCC), so the
 HTTP path, the CLI and Python agents file exactly the same event. 201 only after JetStream acked
@@ -8,15 +10,19 @@ answers what would be sent.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from events.core.errors import ValidationError
+from events.core.policy import check
+from events.core.registry import rules
 from events.core.subjects import check_id
-from events.reports import AlreadyFiled
+from events.reports import AlreadyFiled, ReportRuleError
 from events.reports.client import ReportClient
-from services.gateway.body import json_body, json_response, no_unknown, require_object
+from services.gateway.auth import caller
+from services.gateway.body import field, json_body, json_response, no_unknown, require_object
 from services.gateway.errors import HttpError
 from services.gateway.keys import EVENTS, QUERIES
 
@@ -78,9 +84,54 @@ async def get_report(request: web.Request) -> web.Response:
     return json_response({"report": rows[0], "deliveries": deliveries, "attempts": attempts})
 
 
+async def retry_report(request: web.Request) -> web.Response:
+    """Try again now: the next attempt is due at once, an abandoned delivery reopens."""
+    report_id, body = await _operation(request, "retry_requested", {"target"})
+    target = _target(body)
+    return await _answer(request, report_id, lambda rc: rc.retry(report_id, target=target))
+
+
+async def abandon_report(request: web.Request) -> web.Response:
+    """Stop delivering it (to one target, or to every one still open)."""
+    report_id, body = await _operation(request, "abandoned", {"target", "reason"})
+    target = _target(body)
+    reason = field(body, "reason", str, required=False) or "abandoned by an operator"
+    if len(reason) > 2000:
+        raise ValidationError("reason is longer than 2000 characters", field="$.reason")
+    return await _answer(request, report_id, lambda rc: rc.abandon(report_id, reason=reason, target=target))
+
+
+def _target(body: dict[str, Any]) -> str | None:
+    target = field(body, "target", str, required=False)
+    return None if target is None else check_id(target, "target")
+
+
+async def _operation(request: web.Request, event: str, fields: set[str]) -> tuple[str, dict[str, Any]]:
+    """The report id and the body, once the caller may write `reports.<id>.<event>` (403 naming the
+    rule otherwise: agents file reports, only the admin retries or abandons them)."""
+    report_id = check_id(request.match_info["id"], "id")
+    who = caller(request)
+    if who is not None:
+        check(who, "reports", report_id, event, rules())
+    body = require_object(await json_body(request)) if request.can_read_body else {}
+    no_unknown(body, fields)
+    return report_id, body
+
+
+async def _answer(request: web.Request, report_id: str,
+                  op: Callable[[ReportClient], Awaitable[list[int]]]) -> web.Response:
+    try:
+        seqs = await op(ReportClient(request.app[EVENTS]))
+    except ReportRuleError as exc:
+        raise HttpError(404 if exc.code == "not_found" else 409, exc.code, str(exc)) from None
+    return json_response({"report_id": report_id, "changed": bool(seqs), "seqs": seqs})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/api/reports", file_report),
         web.get("/api/reports", list_reports),
         web.get("/api/reports/{id}", get_report),
+        web.post("/api/reports/{id}/retry", retry_report),
+        web.post("/api/reports/{id}/abandon", abandon_report),
     ]

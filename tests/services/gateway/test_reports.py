@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from events.core.client import EventClient
 from services.gateway.app import create_app
 from services.projector.service import ProjectorHost
+from services.runtime import credentials
 from services.settings import Settings
 from tests.hosting import running
 from tests.polling import eventually
@@ -28,6 +29,7 @@ REPORT = {"team": "clawteam", "worker": "backend-a", "task_id": "example-task", 
 
 @pytest.fixture
 def settings(nats_url: str, tmp_path: Path) -> Settings:
+    credentials.issue(tmp_path, "agent:architect")  # an agent token the gateway knows at start
     return Settings(nats_url=nats_url, home=str(tmp_path), batch_ms=20, request_timeout_s=2.0,
                     admin_token=TOKEN, keyring=RING.to_env_value(), alert_routes="critical=owner;warning=coo",
                     alertmanager_token="am-token")
@@ -139,3 +141,28 @@ async def test_alertmanager_alerts_become_deduplicated_notices_routed_by_severit
     assert len(await history(client, "alerts")) == 3
     bad = await call(http, "POST", "/api/alertmanager", 422, json={**webhook(ALERT), "version": "3"}, headers=am)
     assert bad["error"]["field"] == "$.version"
+
+
+async def test_the_admin_abandons_and_retries_a_report_over_http_and_an_agent_may_not(
+    http: Client, client: EventClient, tmp_path: Path
+) -> None:
+    await call(http, "POST", "/api/admin/targets", 201, json={"name": "owner", "kind": "slack", "url": HOOK,
+                                                              "default": True})
+    await call(http, "POST", "/api/reports", 201, json={**REPORT, "report_id": "r9"})
+    agent = credentials.load(tmp_path, "agent:architect")
+    assert agent is not None
+    err = await call(http, "POST", "/api/reports/r9/abandon", 403, json={},
+                     headers={"Authorization": f"Bearer {agent.token}"})
+    assert "reports.*.abandoned" in err["error"]["message"]
+    done = await call(http, "POST", "/api/reports/r9/abandon", json={"reason": "owner is away"})
+    assert done["changed"] is True and len(done["seqs"]) == 1
+    assert (await call(http, "POST", "/api/reports/r9/abandon", json={}))["changed"] is False  # nothing open
+    retried = await call(http, "POST", "/api/reports/r9/retry", json={"target": "owner"})
+    assert retried["changed"] is True
+    names = [e.name for subject, e in await history(client) if subject.startswith("reports.r9.")]
+    assert names == ["filed", "abandoned", "retry_requested"]
+    await call(http, "POST", "/api/reports/nope/retry", 404, json={})
+    await call(http, "POST", "/api/reports/r9/retry", 404, json={"target": "elsewhere"})
+    bad = await call(http, "POST", "/api/reports/r9/retry", 422, json={"target": "a b"})
+    assert bad["error"]["field"] == "$.target"
+    await call(http, "POST", "/api/reports/r9/abandon", 422, json={"why": "x"})

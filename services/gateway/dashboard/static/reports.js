@@ -34,7 +34,7 @@
         ["status", (a) => a.status_code], ["next retry", (a) => future(a.retry_at)], ["error", (a) => el("span", { class: "error" }, a.error || "")]],
       view.attempts, (a) => `attempt-${a.seq}`),
       el("p", { class: "note" }, "Retry or abandon a delivery with ", el("code", {}, "agentledger reports retry|abandon <id>"),
-        " (the gateway has no HTTP route for them yet, so this page only reads)."),
+        " or ", el("code", {}, "POST /api/reports/<id>/retry|abandon"), " with the admin token (this page only reads)."),
     );
   }
 
