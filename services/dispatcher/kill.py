@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from services.dispatcher.recovery import alive
+from services.runtime.pids import alive
 
 log = logging.getLogger(__name__)
 SUBJECT = "kill.*"

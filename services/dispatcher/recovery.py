@@ -35,6 +35,7 @@ from events.core.subjects import domain_filter
 from events.runs import RunFinished, RunStarted
 from services.dispatcher import session as session_file
 from services.dispatcher.run import Exit
+from services.runtime.pids import alive
 
 POLL_S = 0.2
 GONE = "the agent process ended while the dispatcher was down (exit code unknown)"
@@ -74,19 +75,6 @@ async def open_runs(nc: NATS) -> list[OpenRun]:
     finally:
         await sub.unsubscribe()
     return list(found.values())
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False  # exited, not yet reaped by its new parent
-    return True
 
 
 async def wait_for(run: OpenRun, deadline_s: float, now: datetime) -> str | None:

@@ -26,6 +26,8 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from services.runtime.pids import alive
+
 log = logging.getLogger(__name__)
 
 BUCKET = "agentledger_leases"
@@ -44,15 +46,7 @@ class Holder(msgspec.Struct, frozen=True):
         return f"pid {self.pid} on {self.host}"
 
     def dead_here(self) -> bool:
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return self.host == socket.gethostname() and not alive(self.pid)
 
 
 def bucket_config(ttl_s: float = LEASE_TTL_S, replicas: int = 1) -> KeyValueConfig:
@@ -106,13 +100,10 @@ class Lease:
 
     async def _bucket(self) -> KeyValue:
         try:
-            return await self.js.key_value(BUCKET)
-        except nats.js.errors.BucketNotFoundError:
-            try:
-                return await self.js.create_key_value(bucket_config(self.ttl_s))
-            except nats.js.errors.Error as exc:
-                raise LeaseLost(f"the leases bucket {BUCKET} does not exist and cannot be made here "
-                                f"({exc}); `agentledger up` makes it") from None
+            return await ensure_bucket(self.js, self.ttl_s)
+        except nats.js.errors.Error as exc:
+            raise LeaseLost(f"cannot open or make the leases bucket {BUCKET} here ({exc}); "
+                            "`agentledger up` makes it") from None
 
     async def _take(self, kv: KeyValue, value: bytes) -> bool:
         try:

@@ -26,7 +26,7 @@ import anyio
 import msgspec
 from anyio.abc import ByteReceiveStream, Process, TaskGroup, TaskStatus
 
-from projections.runtime.adhoc.launcher import command, cpu_seconds, lowest_priority
+from projections.runtime.adhoc.launcher import command, cpu_seconds
 from projections.runtime.protocol import QueryError
 
 log = logging.getLogger(__name__)
@@ -177,10 +177,9 @@ async def _spawn() -> Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
     env["MALLOC_ARENA_MAX"] = "2"  # one DuckDB thread needs no per-thread malloc arenas
     env["SQL_WORKER_PARENT"] = str(os.getpid())
-    proc = await anyio.open_process(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    # the launcher lowers its own priority before anything else: nothing to do here
+    return await anyio.open_process(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env=env, start_new_session=True)
-    lowest_priority(proc.pid)  # already done by the launcher where it could; again where it could not
-    return proc
 
 
 async def _end(proc: Process) -> None:

@@ -6,8 +6,8 @@ limits are DuckDB's (`memory_limit`, `threads`, no file access, no spilling, no 
 the OS's: an address-space cap (RLIMIT_AS) of what the interpreter already maps plus a margin over
 DuckDB's limit, so memory DuckDB does not account for cannot grow without bound either. Time is
 the parent's business: it kills this process at the timeout, whatever the query is doing. The
-whole worker, start-up included, runs at the lowest CPU priority (SCHED_IDLE, set by the parent as
-it starts and again here): on a host whose services are busy an analyst's query waits, up to its
+whole worker, start-up included, runs at the lowest CPU priority (SCHED_IDLE, set by `launcher.py`
+before it loads anything, and here when the worker was started without it): on a host whose services are busy an analyst's query waits, up to its
 timeout, and the API does not.
 """
 

@@ -14,8 +14,9 @@ import pytest
 
 from events.agents import AgentHeartbeat, AgentRegistered
 from events.runs import RunFinished, RunStarted
-from services.dispatcher.recovery import alive, exit_after_restart
+from services.dispatcher.recovery import exit_after_restart
 from services.projector.service import ProjectorHost
+from services.runtime.pids import alive
 from tests.hosting import running
 from tests.polling import eventually
 from tests.services.cli.clirun import clean_env, script
