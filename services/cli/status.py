@@ -9,7 +9,6 @@ as `gone` whatever the file says.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ import aiohttp
 import msgspec
 
 from services.cli import output as show
+from services.runtime import pids
 from services.runtime.children import STATUS_FILE
 from services.settings import Settings
 from services.up import PID_FILE
@@ -35,15 +35,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid is not None and pid != 0 and pids.alive(pid)
 
 
 def uptime(since: float | None) -> str:
